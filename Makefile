@@ -61,11 +61,18 @@ test: lint pytest
 demo: setup
 	$(VENV)/bin/rap-planner demo
 
-# Proves the colcon path on top of the pip ROS: builds, installs and tests the package in build/colcon.
+# Proves the colcon path on top of the pip ROS: a workspace in build/colcon holding a copy of the
+# package (as a user's clone in src/ would be), built, installed and imported from install/.
 colcon: setup
-	. $(VENV)/bin/activate && export AMENT_PREFIX_PATH=$$VIRTUAL_ENV && cd build && rm -rf colcon && \
-	mkdir -p colcon/src && ln -s $(CURDIR) colcon/src/rap_planner && cd colcon && \
-	colcon build --cmake-args -DPython3_EXECUTABLE=$$VIRTUAL_ENV/bin/python -DBUILD_TESTING=OFF
+	rm -rf build/colcon && mkdir -p build/colcon/src/rap_planner
+	git ls-files -z | xargs -0 cp --parents -t build/colcon/src/rap_planner
+	. $(VENV)/bin/activate && export AMENT_PREFIX_PATH=$$VIRTUAL_ENV && cd build/colcon && \
+	colcon build --event-handlers console_direct- \
+	  --cmake-args -DPython3_EXECUTABLE=$$VIRTUAL_ENV/bin/python -DBUILD_TESTING=OFF && \
+	. install/setup.bash && export AMENT_PREFIX_PATH=$$VIRTUAL_ENV:$$AMENT_PREFIX_PATH && cd /tmp && \
+	python -c "import rap_planner, rap_planner.msg as m, rap_planner.cli; print('colcon install OK:', rap_planner.__file__, m.RiskAwarePlan.__name__)" && \
+	$(CURDIR)/build/colcon/install/rap_planner/lib/rap_planner/rap-planner --version && \
+	ls $(CURDIR)/build/colcon/install/rap_planner/share/rap_planner/launch $(CURDIR)/build/colcon/install/rap_planner/share/rap_planner/config
 
 clean:
 	rm -rf build $(VENV) rap_planner/msg rap_planner/*.so *.egg-info

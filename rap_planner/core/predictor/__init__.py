@@ -1,0 +1,1 @@
+"""Learned multi-modal trajectory prediction (ROS-free): model, training, evaluation and runtime."""
