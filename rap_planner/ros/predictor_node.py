@@ -1,0 +1,101 @@
+"""predictor_node: tracked agents in, Gaussian-mixture forecasts (and markers) out.
+
+Compute and publish are split (openpilot style): ``_on_tracks`` only buffers, the timer runs the
+model on the latest histories and publishes. Bad input is logged (throttled), counted, dropped.
+"""
+
+from __future__ import annotations
+
+import time
+
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+from rap_planner.core.history import AgentHistoryBuffer
+from rap_planner.core.predictor.runtime import ForecastModel
+from rap_planner.msg import PredictionArray, TrackedAgentArray
+from rap_planner.ros.conversions import forecast_set_to_msg, stamp_to_s, tracked_agents_from_msg
+from rap_planner.ros.diagnostics import InputProblems
+from rap_planner.ros.markers import forecast_markers
+from rap_planner.ros.params import ParameterSet, ParamSpec
+from visualization_msgs.msg import MarkerArray
+
+PARAMS = (
+    ParamSpec("model_path", "", "Checkpoint (.safetensors with its .json beside it); empty: the shipped model.",
+              read_only=True),
+    ParamSpec("device", "cpu", "Torch device for inference.", choices=("cpu", "cuda"), read_only=True),
+    ParamSpec("rate_hz", 10.0, "Prediction rate [Hz].", 0.5, 50.0),
+    ParamSpec("max_agents", 64, "Agents predicted per cycle, nearest to the ego first [-].", 1, 1024),
+    ParamSpec("max_track_age_s", 1.0, "A track unseen this long is forgotten [s].", 0.1, 10.0),
+    ParamSpec("frame_id", "map", "Frame the tracks must be in (REP 105); others are rejected."),
+    ParamSpec("publish_markers", True, "Publish /viz/prediction markers."),
+)
+
+
+class PredictorNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("predictor", **kwargs)
+        self.params = ParameterSet(self, PARAMS, on_change=self._apply_params)
+        self.model = ForecastModel.load(self.params["model_path"] or None, device=self.params["device"])
+        cfg = self.model.config
+        self.buffer = AgentHistoryBuffer(history_s=cfg.history_s, dt_s=cfg.dt_s,
+                                         max_age_s=self.params["max_track_age_s"],
+                                         max_agents=self.params["max_agents"])
+        self.problems = InputProblems(self, "predictor")
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(TrackedAgentArray, "/perception/tracked_agents", self._on_tracks, reliable)
+        self.pub_predictions = self.create_publisher(PredictionArray, "/prediction/agents", reliable)
+        self.pub_markers = self.create_publisher(MarkerArray, "/viz/prediction", 1)
+        self.timer = self.create_timer(1.0 / self.params["rate_hz"], self._on_timer)
+        self._new_data = False
+        self.last_latency_s = 0.0
+        self.get_logger().info(f"predictor ready: {self.model.describe()}")
+
+    def _apply_params(self, values: dict) -> None:
+        self.buffer.max_age_s = values["max_track_age_s"]
+        self.buffer.max_agents = values["max_agents"]
+        self.timer.timer_period_ns = int(1e9 / values["rate_hz"])
+
+    def _on_tracks(self, msg: TrackedAgentArray) -> None:
+        try:
+            if msg.header.frame_id != self.params["frame_id"]:
+                self.problems.report("wrong_frame", f"tracks in frame '{msg.header.frame_id}', expected "
+                                     f"'{self.params['frame_id']}': message dropped")
+                return
+            agents, problems = tracked_agents_from_msg(msg)
+            for p in problems:
+                self.problems.report("bad_agent", p)
+            report = self.buffer.update(agents, stamp_to_s(msg.header.stamp))
+            for p in report.problems:
+                self.problems.report("bad_tracks", p)
+            self._new_data = self._new_data or report.accepted > 0 or report.reset_time_jump
+        except Exception as exc:  # a callback must never take the node down
+            self.problems.report("exception", f"tracks callback failed: {exc!r}")
+
+    def _on_timer(self) -> None:
+        if not self._new_data:
+            return
+        self._new_data = False
+        try:
+            start = time.perf_counter()
+            forecasts = self.model.predict(self.buffer.window())
+            msg = forecast_set_to_msg(forecasts, self.params["frame_id"])
+            self.pub_predictions.publish(msg)
+            if self.params["publish_markers"]:
+                self.pub_markers.publish(forecast_markers(forecasts, self.params["frame_id"], msg.header))
+            self.last_latency_s = time.perf_counter() - start
+        except Exception as exc:
+            self.problems.report("exception", f"prediction failed: {exc!r}")
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = PredictorNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
