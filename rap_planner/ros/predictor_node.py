@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from visualization_msgs.msg import MarkerArray
 
 from rap_planner.core.history import AgentHistoryBuffer
 from rap_planner.core.predictor.runtime import ForecastModel
@@ -19,7 +19,6 @@ from rap_planner.ros.conversions import forecast_set_to_msg, stamp_to_s, tracked
 from rap_planner.ros.diagnostics import InputProblems
 from rap_planner.ros.markers import forecast_markers
 from rap_planner.ros.params import ParameterSet, ParamSpec
-from visualization_msgs.msg import MarkerArray
 
 PARAMS = (
     ParamSpec("model_path", "", "Checkpoint (.safetensors with its .json beside it); empty: the shipped model.",
@@ -88,14 +87,3 @@ class PredictorNode(Node):
         except Exception as exc:
             self.problems.report("exception", f"prediction failed: {exc!r}")
 
-
-def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = PredictorNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()

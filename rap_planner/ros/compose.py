@@ -1,0 +1,44 @@
+"""Runs a launch description's nodes composed in one process on one multi-threaded executor."""
+
+from __future__ import annotations
+
+import time
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.parameter import Parameter
+
+from rap_planner.ros.entry import node_class
+from rap_planner.ros.launch_xml import LaunchDescription
+
+
+def create_nodes(description: LaunchDescription, context=None) -> list:
+    nodes = []
+    for spec in description.nodes:
+        overrides = [Parameter(name, value=value) for name, value in spec.params.items()]
+        nodes.append(node_class(spec.executable)(context=context, cli_args=spec.ros_args(),
+                                                 parameter_overrides=overrides))
+    return nodes
+
+
+def run(description: LaunchDescription, duration_s: float | None = None) -> int:
+    """Spin until Ctrl-C (or ``duration_s``, or a node asking to stop via ``finished``)."""
+    rclpy.init()
+    nodes = create_nodes(description)
+    executor = MultiThreadedExecutor(num_threads=max(2, len(nodes)))
+    for node in nodes:
+        executor.add_node(node)
+    end = None if duration_s is None else time.monotonic() + duration_s
+    try:
+        while rclpy.ok() and (end is None or time.monotonic() < end):
+            executor.spin_once(timeout_sec=0.1)
+            if any(getattr(node, "finished", False) for node in nodes):
+                break
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,176 @@
+"""planner_node: ego odometry + forecasts + reference path in, risk-aware plan out.
+
+Callbacks only store the latest inputs; the timer plans (compute) and then publishes (publish).
+Parameters change the planner at its next cycle; invalid values are rejected with their reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+from nav_msgs.msg import Odometry, Path
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from visualization_msgs.msg import MarkerArray
+
+from rap_planner.core.planner import PlannerConfig, RiskAwarePlanner
+from rap_planner.core.reference_path import ReferencePath
+from rap_planner.core.risk import RISK_MEASURES
+from rap_planner.core.types import EgoState, ForecastSet, Plan
+from rap_planner.msg import PredictionArray, RiskAwarePlan
+from rap_planner.ros.conversions import (
+    forecast_set_from_msg,
+    odometry_to_ego,
+    plan_to_msg,
+    plan_to_path,
+)
+from rap_planner.ros.diagnostics import InputProblems
+from rap_planner.ros.markers import plan_markers
+from rap_planner.ros.params import ParameterSet, ParamSpec
+
+PARAMS = (
+    ParamSpec("risk_measure", "cvar", "Risk measure of the cost distribution.", choices=tuple(RISK_MEASURES)),
+    ParamSpec("risk_level", 0.9, "Risk level alpha in [0, 1): 0 is risk-neutral, towards 1 the worst case [-].",
+              0.0, 0.999),
+    ParamSpec("num_scenarios", 64, "Joint scenarios drawn from the forecasts per cycle [-].", 1, 4096),
+    ParamSpec("horizon_s", 5.0, "Planning horizon [s].", 1.0, 10.0),
+    ParamSpec("rate_hz", 10.0, "Planning rate [Hz].", 0.5, 50.0),
+    ParamSpec("prediction_timeout_s", 0.5, "Forecasts older than this trigger the braking fallback [s].", 0.05, 5.0),
+    ParamSpec("odom_timeout_s", 0.5, "Odometry older than this triggers the braking fallback [s].", 0.05, 5.0),
+    ParamSpec("target_speed_mps", 25.0, "Desired cruise speed [m/s].", 0.0, 60.0),
+    ParamSpec("w_collision", 100.0, "Cost weight of collision / time-to-collision [-].", 0.0, 1e6),
+    ParamSpec("w_progress", 1.0, "Cost weight of speed tracking [-].", 0.0, 1e6),
+    ParamSpec("w_comfort", 0.1, "Cost weight of acceleration and jerk [-].", 0.0, 1e6),
+    ParamSpec("w_lane", 1.0, "Cost weight of lateral offset from the target lane [-].", 0.0, 1e6),
+    ParamSpec("refine", True, "Refine the best candidate with the cvxpy CVaR program."),
+    ParamSpec("seed", 0, "Seed of the scenario sampler [-].", 0, 2**31 - 1),
+    ParamSpec("frame_id", "map", "Planning frame (REP 105); inputs in other frames are rejected."),
+    ParamSpec("ego_length_m", 4.5, "Ego footprint length [m].", 1.0, 20.0),
+    ParamSpec("ego_width_m", 1.8, "Ego footprint width [m].", 0.5, 4.0),
+    ParamSpec("reference_x_m", [0.0, 1000.0], "Default reference path x [m] until /planning/reference_path arrives."),
+    ParamSpec("reference_y_m", [0.0, 0.0], "Default reference path y [m]."),
+    ParamSpec("lane_width_m", 3.5, "Lane width [m].", 2.0, 6.0),
+    ParamSpec("lane_offsets_m", [0.0], "Lateral offsets of usable lanes from the reference, left positive [m]."),
+)
+
+
+def planner_config(values: dict) -> PlannerConfig:
+    """The core config for a parameter set (raises ValueError on an inconsistent one)."""
+    base = PlannerConfig()
+    weights = dataclasses.replace(base.weights, collision=values["w_collision"], progress=values["w_progress"],
+                                  comfort=values["w_comfort"], lane=values["w_lane"])
+    config = dataclasses.replace(base, risk_measure=values["risk_measure"], risk_level=values["risk_level"],
+                                 num_scenarios=values["num_scenarios"], horizon_s=values["horizon_s"],
+                                 prediction_timeout_s=values["prediction_timeout_s"],
+                                 target_speed_mps=values["target_speed_mps"], refine=values["refine"],
+                                 seed=values["seed"], weights=weights)
+    config.validate()
+    return config
+
+
+def _config_problem(values: dict) -> str | None:
+    try:
+        planner_config(values)
+        reference_from_params(values)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def reference_from_params(values: dict) -> ReferencePath:
+    xy = np.stack([np.asarray(values["reference_x_m"], float), np.asarray(values["reference_y_m"], float)], 1)
+    return ReferencePath.from_polyline(xy, lane_width_m=values["lane_width_m"],
+                                       lane_offsets_m=np.asarray(values["lane_offsets_m"], float))
+
+
+class PlannerNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("planner", **kwargs)
+        self.params = ParameterSet(self, PARAMS, validate=_config_problem, on_change=self._apply_params)
+        self.planner = RiskAwarePlanner(planner_config(self.params.values))
+        self.reference = reference_from_params(self.params.values)
+        self.problems = InputProblems(self, "planner")
+        self.ego: EgoState | None = None
+        self.forecasts: ForecastSet | None = None
+        self.last_plan: Plan | None = None
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.create_subscription(Odometry, "/ego/odom", self._on_odom, reliable)
+        self.create_subscription(PredictionArray, "/prediction/agents", self._on_predictions, reliable)
+        self.create_subscription(Path, "/planning/reference_path", self._on_reference, latched)
+        self.pub_plan = self.create_publisher(RiskAwarePlan, "/planning/plan", reliable)
+        self.pub_path = self.create_publisher(Path, "/planning/path", reliable)
+        self.pub_markers = self.create_publisher(MarkerArray, "/viz/plan", 1)
+        self.timer = self.create_timer(1.0 / self.params["rate_hz"], self._on_timer)
+        self.get_logger().info(f"planner ready: {self.params['risk_measure']} at {self.params['risk_level']}")
+
+    def _apply_params(self, values: dict) -> None:
+        self.planner.update_config(planner_config(values))
+        self.timer.timer_period_ns = int(1e9 / values["rate_hz"])
+        if any(k.startswith(("reference_", "lane_")) for k in values):
+            self.reference = reference_from_params(values)
+
+    def _frame_ok(self, frame_id: str, what: str) -> bool:
+        if frame_id == self.params["frame_id"]:
+            return True
+        self.problems.report("wrong_frame", f"{what} in frame '{frame_id}', expected '{self.params['frame_id']}'")
+        return False
+
+    def _on_odom(self, msg: Odometry) -> None:
+        try:
+            if self._frame_ok(msg.header.frame_id, "odometry"):
+                self.ego = odometry_to_ego(msg, self.params["ego_length_m"], self.params["ego_width_m"])
+        except ValueError as exc:
+            self.problems.report("bad_odometry", str(exc))
+
+    def _on_predictions(self, msg: PredictionArray) -> None:
+        try:
+            if self._frame_ok(msg.header.frame_id, "predictions"):
+                self.forecasts = forecast_set_from_msg(msg)
+        except ValueError as exc:
+            self.problems.report("bad_predictions", str(exc))
+
+    def _on_reference(self, msg: Path) -> None:
+        try:
+            if not self._frame_ok(msg.header.frame_id, "reference path"):
+                return
+            xy = np.array([[p.pose.position.x, p.pose.position.y] for p in msg.poses], dtype=float).reshape(-1, 2)
+            self.reference = ReferencePath.from_polyline(xy, lane_width_m=self.params["lane_width_m"],
+                                                         lane_offsets_m=np.asarray(self.params["lane_offsets_m"]))
+        except ValueError as exc:
+            self.problems.report("bad_reference", str(exc))
+
+    def _on_timer(self) -> None:
+        if self.ego is None:
+            return
+        now_s = self.get_clock().now().nanoseconds * 1e-9
+        try:
+            plan = self.compute(now_s)
+        except Exception as exc:  # never let a planner bug stop the node: brake instead
+            self.problems.report("exception", f"planning failed: {exc!r}")
+            plan = self.planner.fallback_plan(self.ego, self.reference, now_s, f"planner exception: {exc!r}")
+        self.publish(plan)
+
+    def compute(self, now_s: float) -> Plan:
+        ego = self.ego
+        if now_s - ego.stamp_s > self.params["odom_timeout_s"]:
+            return self.planner.fallback_plan(ego, self.reference, now_s,
+                                              f"stale odometry ({now_s - ego.stamp_s:.2f} s old)")
+        start = time.perf_counter()
+        plan = self.planner.plan(ego, self.forecasts, self.reference, now_s)
+        plan.planning_time_s = time.perf_counter() - start
+        return plan
+
+    def publish(self, plan: Plan) -> None:
+        if not plan.ok:
+            self.problems.report("fallback", plan.reason)
+        frame = self.params["frame_id"]
+        msg = plan_to_msg(plan, frame)
+        self.pub_plan.publish(msg)
+        self.pub_path.publish(plan_to_path(plan, frame))
+        self.pub_markers.publish(plan_markers(plan, frame, msg.header))
+        self.last_plan = plan
+
