@@ -1,0 +1,104 @@
+"""One closed-loop episode's bookkeeping: moving the ego along a plan, recording, metrics.
+
+Shared by sim_node (over DDS) and the in-process evaluation loop, so both measure the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rap_planner.core.types import EgoState, ForecastSet, Plan
+from rap_planner.sim.render import EpisodeFrame, frame_from
+from rap_planner.sim.world import SumoWorld
+
+
+def follow_plan(plan: Plan | None, ego: EgoState, t_s: float) -> tuple[float, float, float, float]:
+    """Ego pose (x, y, yaw, v) at absolute time ``t_s``: the plan interpolated, or constant velocity
+    along the heading while no plan exists (or the plan has run out)."""
+    if plan is None or len(plan.times_s) == 0:
+        dt = max(t_s - ego.stamp_s, 0.0)
+        return (ego.x_m + ego.v_mps * dt * math.cos(ego.yaw_rad), ego.y_m + ego.v_mps * dt * math.sin(ego.yaw_rad),
+                ego.yaw_rad, ego.v_mps)
+    times = plan.stamp_s + np.asarray(plan.times_s)
+    if t_s <= times[0]:
+        # the plan starts later than t_s (first point is one step ahead): interpolate from the ego
+        u = 0.0 if times[0] <= ego.stamp_s else (t_s - ego.stamp_s) / (times[0] - ego.stamp_s)
+        first = plan.states[0]
+        yaw = ego.yaw_rad + u * math.remainder(first[2] - ego.yaw_rad, 2 * math.pi)
+        return (ego.x_m + u * (first[0] - ego.x_m), ego.y_m + u * (first[1] - ego.y_m), yaw,
+                ego.v_mps + u * (first[3] - ego.v_mps))
+    x, y, v = (float(np.interp(t_s, times, plan.states[:, i])) for i in (0, 1, 3))
+    yaw = float(np.interp(t_s, times, np.unwrap(plan.states[:, 2])))
+    return x, y, yaw, max(v, 0.0)
+
+
+@dataclass
+class EpisodeMetrics:
+    """What an evaluation compares between risk levels."""
+
+    collision: bool = False
+    goal_reached: bool = False
+    duration_s: float = 0.0
+    progress_m: float = 0.0
+    min_distance_m: float = math.inf
+    min_ttc_s: float = math.inf
+    max_abs_jerk_mps3: float = 0.0
+    fallback_count: int = 0
+    plan_latency_ms: list[float] = field(default_factory=list)
+
+
+class EpisodeRecorder:
+    """Collects frames for rendering and the metrics of one episode, one ``record`` per step."""
+
+    def __init__(self, world: SumoWorld, keep_frames: bool = True):
+        self.world = world
+        self.keep_frames = keep_frames
+        self.frames: list[EpisodeFrame] = []
+        self.metrics = EpisodeMetrics()
+        self._start_s = world.ego_progress_m()
+        self._forecasts: ForecastSet | None = None
+        self._accels: list[float] = []
+
+    def set_forecasts(self, forecasts: ForecastSet) -> None:
+        self._forecasts = forecasts
+
+    def record(self, plan: Plan | None) -> None:
+        world, m = self.world, self.metrics
+        ego, agents = world.ego(), world.agents()
+        events = world.events()
+        m.collision = m.collision or any(e.kind == "collision" for e in events)
+        m.goal_reached = m.goal_reached or any(e.kind == "goal_reached" for e in events)
+        m.duration_s = world.time_s
+        m.progress_m = world.ego_progress_m() - self._start_s
+        self._accels.append(ego.a_mps2)
+        if len(self._accels) >= 2:
+            m.max_abs_jerk_mps3 = max(m.max_abs_jerk_mps3, abs(self._accels[-1] - self._accels[-2]) / world.step_s)
+        if plan is not None:
+            m.fallback_count += 0 if plan.ok else 1
+            m.plan_latency_ms.append(1e3 * plan.planning_time_s)
+        self._update_proximity(ego, agents)
+        if self.keep_frames:
+            self.frames.append(frame_from(world.time_s, ego, agents, self._forecasts, plan,
+                                          text=f"t={world.time_s:4.1f} s  v={ego.v_mps:4.1f} m/s"))
+
+    def _update_proximity(self, ego: EgoState, agents) -> None:
+        """Bumper-to-bumper gap (centre distance less half lengths) and TTC to agents in the ego's lane ahead."""
+        if not agents:
+            return
+        rel = np.array([[a.x_m - ego.x_m, a.y_m - ego.y_m] for a in agents])
+        vel = np.array([[a.vx_mps - ego.v_mps * math.cos(ego.yaw_rad), a.vy_mps - ego.v_mps * math.sin(ego.yaw_rad)]
+                        for a in agents])
+        half = np.array([0.5 * (a.length_m + ego.length_m) for a in agents])
+        gap = np.linalg.norm(rel, axis=1) - half
+        self.metrics.min_distance_m = min(self.metrics.min_distance_m, float(gap.min()))
+        heading = np.array([math.cos(ego.yaw_rad), math.sin(ego.yaw_rad)])
+        ahead = rel @ heading
+        lateral = np.abs(rel @ np.array([-heading[1], heading[0]]))
+        closing = -(vel @ heading)
+        in_lane = (ahead > 0) & (lateral < 2.0) & (closing > 1e-3)
+        if in_lane.any():
+            ttc = (ahead[in_lane] - half[in_lane]) / closing[in_lane]
+            self.metrics.min_ttc_s = min(self.metrics.min_ttc_s, float(max(ttc.min(), 0.0)))
