@@ -22,6 +22,7 @@ setup(
     package_data={"rap_planner": ["models/*", "sim/networks/*", "*.so", "msg/*"]},
     data_files=[
         ("share/rap_planner", ["package.xml"]),
+        ("share/rap_planner/msg", [str(p) for p in sorted(HERE.glob("msg/*.msg"))]),
         ("share/rap_planner/launch", [str(p) for p in sorted(HERE.glob("launch/*")) if p.is_file()]),
         ("share/rap_planner/config", [str(p) for p in sorted(HERE.glob("config/*")) if p.is_file()]),
     ],

@@ -44,6 +44,8 @@ PARAMS = (
     ParamSpec("w_progress", 1.0, "Cost weight of speed tracking [-].", 0.0, 1e6),
     ParamSpec("w_comfort", 0.1, "Cost weight of acceleration and jerk [-].", 0.0, 1e6),
     ParamSpec("w_lane", 1.0, "Cost weight of lateral offset from the target lane [-].", 0.0, 1e6),
+    ParamSpec("trigger_on_predictions", False, "Plan as soon as forecasts and odometry of one instant are in "
+              "(lock-step simulation) instead of on the timer."),
     ParamSpec("refine", True, "Refine the best candidate with the cvxpy CVaR program."),
     ParamSpec("seed", 0, "Seed of the scenario sampler [-].", 0, 2**31 - 1),
     ParamSpec("frame_id", "map", "Planning frame (REP 105); inputs in other frames are rejected."),
@@ -95,6 +97,7 @@ class PlannerNode(Node):
         self.ego: EgoState | None = None
         self.forecasts: ForecastSet | None = None
         self.last_plan: Plan | None = None
+        self._planned_stamp_s = -float("inf")
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -123,6 +126,7 @@ class PlannerNode(Node):
         try:
             if self._frame_ok(msg.header.frame_id, "odometry"):
                 self.ego = odometry_to_ego(msg, self.params["ego_length_m"], self.params["ego_width_m"])
+                self._plan_on_event()
         except ValueError as exc:
             self.problems.report("bad_odometry", str(exc))
 
@@ -130,8 +134,19 @@ class PlannerNode(Node):
         try:
             if self._frame_ok(msg.header.frame_id, "predictions"):
                 self.forecasts = forecast_set_from_msg(msg)
+                self._plan_on_event()
         except ValueError as exc:
             self.problems.report("bad_predictions", str(exc))
+
+    def _plan_on_event(self) -> None:
+        """Lock-step: plan once per instant, when odometry and forecasts of that instant are both in."""
+        if not self.params["trigger_on_predictions"] or self.ego is None or self.forecasts is None:
+            return
+        stamp_s = self.forecasts.stamp_s
+        if self.ego.stamp_s + 1e-6 < stamp_s or stamp_s <= self._planned_stamp_s:
+            return
+        self._planned_stamp_s = stamp_s
+        self._plan_and_publish(self.ego.stamp_s)
 
     def _on_reference(self, msg: Path) -> None:
         try:
@@ -144,9 +159,11 @@ class PlannerNode(Node):
             self.problems.report("bad_reference", str(exc))
 
     def _on_timer(self) -> None:
-        if self.ego is None:
+        if self.ego is None or self.params["trigger_on_predictions"]:
             return
-        now_s = self.get_clock().now().nanoseconds * 1e-9
+        self._plan_and_publish(self.get_clock().now().nanoseconds * 1e-9)
+
+    def _plan_and_publish(self, now_s: float) -> None:
         try:
             plan = self.compute(now_s)
         except Exception as exc:  # never let a planner bug stop the node: brake instead

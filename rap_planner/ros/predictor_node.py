@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from visualization_msgs.msg import MarkerArray
 
 from rap_planner.core.history import AgentHistoryBuffer
 from rap_planner.core.predictor.runtime import ForecastModel
+from rap_planner.core.types import ForecastSet
 from rap_planner.msg import PredictionArray, TrackedAgentArray
 from rap_planner.ros.conversions import forecast_set_to_msg, stamp_to_s, tracked_agents_from_msg
 from rap_planner.ros.diagnostics import InputProblems
@@ -23,11 +25,14 @@ from rap_planner.ros.params import ParameterSet, ParamSpec
 PARAMS = (
     ParamSpec("model_path", "", "Checkpoint (.safetensors with its .json beside it); empty: the shipped model.",
               read_only=True),
-    ParamSpec("device", "cpu", "Torch device for inference.", choices=("cpu", "cuda"), read_only=True),
+    ParamSpec("device", "cpu", "Torch device for inference (the model is small: CPU keeps latency lowest).",
+              choices=("cpu",), read_only=True),
     ParamSpec("rate_hz", 10.0, "Prediction rate [Hz].", 0.5, 50.0),
     ParamSpec("max_agents", 64, "Agents predicted per cycle, nearest to the ego first [-].", 1, 1024),
     ParamSpec("max_track_age_s", 1.0, "A track unseen this long is forgotten [s].", 0.1, 10.0),
     ParamSpec("frame_id", "map", "Frame the tracks must be in (REP 105); others are rejected."),
+    ParamSpec("trigger_on_tracks", False, "Predict as soon as tracks arrive (lock-step simulation) instead of on "
+              "the timer."),
     ParamSpec("publish_markers", True, "Publish /viz/prediction markers."),
 )
 
@@ -36,7 +41,8 @@ class PredictorNode(Node):
     def __init__(self, **kwargs):
         super().__init__("predictor", **kwargs)
         self.params = ParameterSet(self, PARAMS, on_change=self._apply_params)
-        self.model = ForecastModel.load(self.params["model_path"] or None, device=self.params["device"])
+        path = self.params["model_path"]
+        self.model = ForecastModel.load(path) if path else ForecastModel.default()
         cfg = self.model.config
         self.buffer = AgentHistoryBuffer(history_s=cfg.history_s, dt_s=cfg.dt_s,
                                          max_age_s=self.params["max_track_age_s"],
@@ -49,7 +55,7 @@ class PredictorNode(Node):
         self.timer = self.create_timer(1.0 / self.params["rate_hz"], self._on_timer)
         self._new_data = False
         self.last_latency_s = 0.0
-        self.get_logger().info(f"predictor ready: {self.model.describe()}")
+        self.get_logger().info(f"predictor ready: {self.model.source}")
 
     def _apply_params(self, values: dict) -> None:
         self.buffer.max_age_s = values["max_track_age_s"]
@@ -69,16 +75,28 @@ class PredictorNode(Node):
             for p in report.problems:
                 self.problems.report("bad_tracks", p)
             self._new_data = self._new_data or report.accepted > 0 or report.reset_time_jump
+            if self.params["trigger_on_tracks"] and not report.rejected_stale_message:
+                self._predict_and_publish()
         except Exception as exc:  # a callback must never take the node down
             self.problems.report("exception", f"tracks callback failed: {exc!r}")
 
     def _on_timer(self) -> None:
-        if not self._new_data:
-            return
+        if self._new_data and not self.params["trigger_on_tracks"]:
+            self._predict_and_publish()
+
+    def predict(self) -> ForecastSet:
+        window = self.buffer.window()
+        histories = {int(i): np.where(window.mask[n, :, None], window.positions_m[n], np.nan)
+                     for n, i in enumerate(window.agent_ids)}
+        sizes = {int(i): (float(window.sizes_m[n, 0]), float(window.sizes_m[n, 1]))
+                 for n, i in enumerate(window.agent_ids)}
+        return self.model.predict_set(histories, window.now_s, sizes_m=sizes)
+
+    def _predict_and_publish(self) -> None:
         self._new_data = False
         try:
             start = time.perf_counter()
-            forecasts = self.model.predict(self.buffer.window())
+            forecasts = self.predict()
             msg = forecast_set_to_msg(forecasts, self.params["frame_id"])
             self.pub_predictions.publish(msg)
             if self.params["publish_markers"]:

@@ -9,6 +9,7 @@ reference path; moves the ego along the received plan. Two modes:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -106,11 +107,10 @@ class SimNode(Node):
 
     # --- inputs ----------------------------------------------------------------------------------
     def _on_predictions(self, msg: PredictionArray) -> None:
+        # the planner reports bad predictions; the recorder only draws good ones
         if self.recorder is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 self.recorder.set_forecasts(forecast_set_from_msg(msg))
-            except ValueError:
-                pass  # the planner reports bad predictions; the recorder only draws good ones
 
     def _on_plan(self, msg: RiskAwarePlan) -> None:
         self.plan = plan_from_msg(msg)

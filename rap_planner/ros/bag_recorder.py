@@ -1,0 +1,70 @@
+"""Records topics as received (raw CDR, no deserialisation) into a standard rosbag2 (MCAP or sqlite3).
+
+Built on rosbags + rclpy raw subscriptions, so it works where `ros2 bag` is absent; the bags carry
+full message definitions, so `ros2 bag play` and Foxglove open them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosidl_runtime_py.utilities import get_message
+
+from rap_planner.paths import share_dir
+
+
+def rap_planner_typestore():
+    """Kilted's standard types plus this package's messages (read from msg/)."""
+    store = get_typestore(Stores.ROS2_KILTED)
+    types = {}
+    for path in sorted((share_dir() / "msg").glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"rap_planner/msg/{path.stem}"))
+    store.register(types)
+    return store
+
+
+class BagRecorder(Node):
+    """Subscribes to ``topics`` (or every topic it discovers when None) and writes what arrives."""
+
+    def __init__(self, path: str | Path, topics: list[str] | None = None, storage: str = "mcap", **kwargs):
+        super().__init__("bag_recorder", **kwargs)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        self.typestore = rap_planner_typestore()
+        self.writer = Writer(self.path, version=9, storage_plugin=plugin)
+        self.writer.open()
+        self.wanted = set(topics) if topics else None
+        self.connections: dict[str, object] = {}
+        self.counts: dict[str, int] = {}
+        self.create_timer(0.2, self._discover)
+        self._discover()
+
+    def _discover(self) -> None:
+        for topic, types in self.get_topic_names_and_types():
+            if topic in self.connections or (self.wanted is not None and topic not in self.wanted):
+                continue
+            if topic in ("/rosout", "/parameter_events") and self.wanted is None:
+                continue
+            msgtype = types[0]
+            if msgtype not in self.typestore.types:
+                self.get_logger().warning(f"not recording {topic}: type {msgtype} unknown to the bag typestore")
+                self.connections[topic] = None
+                continue
+            self.connections[topic] = self.writer.add_connection(topic, msgtype, typestore=self.typestore)
+            self.counts[topic] = 0
+            qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+            self.create_subscription(get_message(msgtype), topic, lambda data, t=topic: self._write(t, data), qos,
+                                     raw=True)
+
+    def _write(self, topic: str, data: bytes) -> None:
+        self.writer.write(self.connections[topic], self.get_clock().now().nanoseconds, data)
+        self.counts[topic] += 1
+
+    def close(self) -> Path:
+        self.writer.close()
+        return self.path
