@@ -52,6 +52,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_up(args: argparse.Namespace) -> int:
+    from rap_planner.ros.compose import run
+    from rap_planner.ros.launch_xml import launch_file, parse
+
+    name = args.launch if args.launch.endswith(".xml") else f"{args.launch}.launch.xml"
+    overrides = {}
+    for item in args.launch_args:
+        key, sep, value = item.partition(":=")
+        if not sep:
+            print(f"launch arguments are NAME:=VALUE, got '{item}'", file=sys.stderr)
+            return 2
+        overrides[key] = value
+    return run(parse(launch_file(name), overrides), duration_s=args.duration)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from rap_planner.demo import run_demo
 
@@ -79,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=100)
     bench.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     bench.set_defaults(func=_cmd_bench)
+
+    up = sub.add_parser("up", help="run a launch file composed in one process (like `ros2 launch rap_planner`)")
+    up.add_argument("launch", help="sim (= sim.launch.xml) or a path to a .launch.xml")
+    up.add_argument("launch_args", nargs="*", metavar="NAME:=VALUE", help="launch arguments, e.g. risk_level:=0.9")
+    up.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
+    up.set_defaults(func=_cmd_up)
 
     demo = sub.add_parser("demo", help="one closed-loop episode in SUMO; prints where the outputs went")
     demo.add_argument("--out", default="outputs/demo", help="output folder")
