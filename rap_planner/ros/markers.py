@@ -12,6 +12,7 @@ from rap_planner.core.types import ForecastSet, Plan
 
 ELLIPSE_STEPS_S = (1.0, 3.0, 5.0)  # forecast times that get a covariance ellipse
 ELLIPSE_SIGMA = 2.0  # ellipse radius in standard deviations (about 86 % of the mass in 2-D)
+MEAN_STRIDE = 3
 _LIFETIME = Duration(sec=1)
 
 
@@ -48,11 +49,12 @@ def forecast_markers(forecasts: ForecastSet, frame_id: str, header: Header | Non
         for k, weight in enumerate(agent.weights):
             alpha = float(0.15 + 0.85 * weight)
             color = ColorRGBA(r=0.1, g=0.5, b=1.0, a=alpha)
-            out.markers.append(_line(header, "prediction/means", marker_id, agent.means_m[k], color, 0.15))
+            means = agent.means_m[k, MEAN_STRIDE - 1::MEAN_STRIDE]  # every MEAN_STRIDE-th step: enough to see
+            out.markers.append(_line(header, "prediction/means", marker_id, means, color, 0.15))
             marker_id += 1
             for step in ellipse_steps:
                 if 0 <= step < agent.means_m.shape[1]:
-                    ring = covariance_ellipse(agent.means_m[k, step], agent.covariances_m2[k, step])
+                    ring = covariance_ellipse(agent.means_m[k, step], agent.covariances_m2[k, step], segments=12)
                     out.markers.append(_line(header, "prediction/ellipses", marker_id, ring,
                                              ColorRGBA(r=0.1, g=0.5, b=1.0, a=0.6 * alpha), 0.05))
                     marker_id += 1

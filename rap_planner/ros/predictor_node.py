@@ -34,6 +34,7 @@ PARAMS = (
     ParamSpec("trigger_on_tracks", False, "Predict as soon as tracks arrive (lock-step simulation) instead of on "
               "the timer."),
     ParamSpec("publish_markers", True, "Publish /viz/prediction markers."),
+    ParamSpec("marker_rate_hz", 2.0, "Marker publishing rate: markers cost more than the forecasts [Hz].", 0.1, 50.0),
 )
 
 
@@ -54,6 +55,7 @@ class PredictorNode(Node):
         self.pub_markers = self.create_publisher(MarkerArray, "/viz/prediction", 1)
         self.timer = self.create_timer(1.0 / self.params["rate_hz"], self._on_timer)
         self._new_data = False
+        self._last_markers_s = -float("inf")
         self.last_latency_s = 0.0
         self.get_logger().info(f"predictor ready: {self.model.source}")
 
@@ -99,9 +101,10 @@ class PredictorNode(Node):
             forecasts = self.predict()
             msg = forecast_set_to_msg(forecasts, self.params["frame_id"])
             self.pub_predictions.publish(msg)
-            if self.params["publish_markers"]:
-                self.pub_markers.publish(forecast_markers(forecasts, self.params["frame_id"], msg.header))
             self.last_latency_s = time.perf_counter() - start
+            if self.params["publish_markers"] and start - self._last_markers_s >= 1.0 / self.params["marker_rate_hz"]:
+                self._last_markers_s = start
+                self.pub_markers.publish(forecast_markers(forecasts, self.params["frame_id"], msg.header))
         except Exception as exc:
             self.problems.report("exception", f"prediction failed: {exc!r}")
 
