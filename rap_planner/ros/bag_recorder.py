@@ -6,15 +6,21 @@ full message definitions, so `ros2 bag play` and Foxglove open them.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-from rosidl_runtime_py.utilities import get_message
 
 from rap_planner.paths import share_dir
+
+
+def message_class(msgtype: str):
+    """The rclpy class of 'pkg/msg/Name' (rosidl_runtime_py is not on PyPI)."""
+    package, _, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{package}.msg"), name)
 
 
 def rap_planner_typestore():
@@ -58,7 +64,7 @@ class BagRecorder(Node):
             self.connections[topic] = self.writer.add_connection(topic, msgtype, typestore=self.typestore)
             self.counts[topic] = 0
             qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-            self.create_subscription(get_message(msgtype), topic, lambda data, t=topic: self._write(t, data), qos,
+            self.create_subscription(message_class(msgtype), topic, lambda data, t=topic: self._write(t, data), qos,
                                      raw=True)
 
     def _write(self, topic: str, data: bytes) -> None:

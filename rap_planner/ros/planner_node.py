@@ -39,7 +39,8 @@ PARAMS = (
     ParamSpec("rate_hz", 10.0, "Planning rate [Hz].", 0.5, 50.0),
     ParamSpec("prediction_timeout_s", 0.5, "Forecasts older than this trigger the braking fallback [s].", 0.05, 5.0),
     ParamSpec("odom_timeout_s", 0.5, "Odometry older than this triggers the braking fallback [s].", 0.05, 5.0),
-    ParamSpec("target_speed_mps", 25.0, "Desired cruise speed [m/s].", 0.0, 60.0),
+    ParamSpec("target_speed_mps", 0.0, "Desired cruise speed; 0: the reference's speed limit [m/s].", 0.0, 60.0),
+    ParamSpec("speed_limit_mps", 0.0, "Speed limit of the reference path; 0: none [m/s].", 0.0, 60.0),
     ParamSpec("w_collision", 100.0, "Cost weight of collision / time-to-collision [-].", 0.0, 1e6),
     ParamSpec("w_progress", 1.0, "Cost weight of speed tracking [-].", 0.0, 1e6),
     ParamSpec("w_comfort", 0.1, "Cost weight of acceleration and jerk [-].", 0.0, 1e6),
@@ -66,7 +67,7 @@ def planner_config(values: dict) -> PlannerConfig:
     config = dataclasses.replace(base, risk_measure=values["risk_measure"], risk_level=values["risk_level"],
                                  num_scenarios=values["num_scenarios"], horizon_s=values["horizon_s"],
                                  prediction_timeout_s=values["prediction_timeout_s"],
-                                 target_speed_mps=values["target_speed_mps"], refine=values["refine"],
+                                 target_speed_mps=values["target_speed_mps"] or None, refine=values["refine"],
                                  seed=values["seed"], weights=weights)
     config.validate()
     return config
@@ -83,8 +84,13 @@ def _config_problem(values: dict) -> str | None:
 
 def reference_from_params(values: dict) -> ReferencePath:
     xy = np.stack([np.asarray(values["reference_x_m"], float), np.asarray(values["reference_y_m"], float)], 1)
+    return reference_from_polyline(xy, values)
+
+
+def reference_from_polyline(xy: np.ndarray, values: dict) -> ReferencePath:
     return ReferencePath.from_polyline(xy, lane_width_m=values["lane_width_m"],
-                                       lane_offsets_m=np.asarray(values["lane_offsets_m"], float))
+                                       lane_offsets_m=np.asarray(values["lane_offsets_m"], float),
+                                       speed_limit_mps=values["speed_limit_mps"] or None)
 
 
 class PlannerNode(Node):
@@ -93,6 +99,7 @@ class PlannerNode(Node):
         self.params = ParameterSet(self, PARAMS, validate=_config_problem, on_change=self._apply_params)
         self.planner = RiskAwarePlanner(planner_config(self.params.values))
         self.reference = reference_from_params(self.params.values)
+        self._reference_from_params = True  # until /planning/reference_path arrives
         self.problems = InputProblems(self, "planner")
         self.ego: EgoState | None = None
         self.forecasts: ForecastSet | None = None
@@ -113,7 +120,7 @@ class PlannerNode(Node):
     def _apply_params(self, values: dict) -> None:
         self.planner.update_config(planner_config(values))
         self.timer.timer_period_ns = int(1e9 / values["rate_hz"])
-        if any(k.startswith(("reference_", "lane_")) for k in values):
+        if self._reference_from_params:
             self.reference = reference_from_params(values)
 
     def _frame_ok(self, frame_id: str, what: str) -> bool:
@@ -153,8 +160,8 @@ class PlannerNode(Node):
             if not self._frame_ok(msg.header.frame_id, "reference path"):
                 return
             xy = np.array([[p.pose.position.x, p.pose.position.y] for p in msg.poses], dtype=float).reshape(-1, 2)
-            self.reference = ReferencePath.from_polyline(xy, lane_width_m=self.params["lane_width_m"],
-                                                         lane_offsets_m=np.asarray(self.params["lane_offsets_m"]))
+            self.reference = reference_from_polyline(xy, self.params.values)
+            self._reference_from_params = False
         except ValueError as exc:
             self.problems.report("bad_reference", str(exc))
 
