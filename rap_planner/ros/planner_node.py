@@ -41,7 +41,8 @@ PARAMS = (
     ParamSpec("odom_timeout_s", 0.5, "Odometry older than this triggers the braking fallback [s].", 0.05, 5.0),
     ParamSpec("target_speed_mps", 0.0, "Desired cruise speed; 0: the reference's speed limit [m/s].", 0.0, 60.0),
     ParamSpec("speed_limit_mps", 0.0, "Speed limit of the reference path; 0: none [m/s].", 0.0, 60.0),
-    ParamSpec("w_collision", 100.0, "Cost weight of collision / time-to-collision [-].", 0.0, 1e6),
+    ParamSpec("w_collision", 5000.0, "Cost per second of full footprint overlap [-].", 0.0, 1e7),
+    ParamSpec("w_ttc", 200.0, "Scale of RAP's time-to-collision cost, per second [-].", 0.0, 1e7),
     ParamSpec("w_progress", 1.0, "Cost weight of speed tracking [-].", 0.0, 1e6),
     ParamSpec("w_comfort", 0.1, "Cost weight of acceleration and jerk [-].", 0.0, 1e6),
     ParamSpec("w_lane", 1.0, "Cost weight of lateral offset from the target lane [-].", 0.0, 1e6),
@@ -62,7 +63,8 @@ PARAMS = (
 def planner_config(values: dict) -> PlannerConfig:
     """The core config for a parameter set (raises ValueError on an inconsistent one)."""
     base = PlannerConfig()
-    weights = dataclasses.replace(base.weights, collision=values["w_collision"], progress=values["w_progress"],
+    weights = dataclasses.replace(base.weights, collision=values["w_collision"], ttc=values["w_ttc"],
+                                  progress=values["w_progress"],
                                   comfort=values["w_comfort"], lane=values["w_lane"])
     config = dataclasses.replace(base, risk_measure=values["risk_measure"], risk_level=values["risk_level"],
                                  num_scenarios=values["num_scenarios"], horizon_s=values["horizon_s"],
