@@ -34,3 +34,7 @@ def main(executable: str, argv: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv))
