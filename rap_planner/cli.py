@@ -52,6 +52,49 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    from rap_planner.sim.recorder import generate_dataset
+
+    table = generate_dataset(args.scenarios, range(args.first_seed, args.first_seed + args.seeds), args.duration_s,
+                             args.out, workers=args.workers)
+    print(f"wrote {args.out}: {len(table)} rows, {len(table.scenes)} scenes, dt {table.dt_s} s")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from rap_planner.core.predictor.train import train
+
+    result = train(args.config, resume=args.resume)
+    summary = {k: v for k, v in result.items() if k != "history"}
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    if args.target == "predictor":
+        from rap_planner.core.predictor.evaluate import evaluate
+        from rap_planner.paths import models_dir
+
+        checkpoint = args.checkpoint or str(models_dir() / "predictor_default.safetensors")
+        result = evaluate(checkpoint, args.data, args.out, max_windows=args.max_windows)
+    else:
+        from rap_planner.sim.evaluate import evaluate_closed_loop
+
+        levels = [float(v) for v in args.risk_levels.split(",")]
+        seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+        result = evaluate_closed_loop(args.scenario, seeds, levels, args.out, risk_measure=args.risk_measure,
+                                      model_path=args.checkpoint, workers=args.workers)
+        for level, row in result["per_risk_level"].items():
+            print(f"alpha={level}: collision rate {row['collision_rate']:.2f}, progress {row['progress_m']:.0f} m, "
+                  f"plan p95 {row['plan_p95_ms']:.0f} ms")
+        result = {**result, "per_risk_level": {lv: {k: row[k] for k in ("collision_rate", "progress_m")}
+                                               for lv, row in result["per_risk_level"].items()}}
+    print(f"wrote {args.out}")
+    if args.json:
+        _print_json_last(result)
+    return 0
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     from rap_planner.ros.compose import run
     from rap_planner.ros.launch_xml import launch_file, parse
@@ -95,6 +138,36 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     bench.set_defaults(func=_cmd_bench)
 
+    data = sub.add_parser("data", help="generate a training data set of SUMO traffic (track-table .npz)")
+    data.add_argument("action", choices=["generate"])
+    data.add_argument("--scenarios", nargs="+", default=["highway_cutin", "merge", "intersection"])
+    data.add_argument("--seeds", type=int, default=40, help="seeds per scenario")
+    data.add_argument("--first-seed", type=int, default=1)
+    data.add_argument("--duration-s", type=float, default=90.0)
+    data.add_argument("--workers", type=int, default=1)
+    data.add_argument("--out", default="outputs/data/sumo_train.npz")
+    data.set_defaults(func=_cmd_data)
+
+    train = sub.add_parser("train", help="train the predictor from a config file (safetensors checkpoints)")
+    train.add_argument("config", nargs="?", default="config/train_predictor.yaml")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    train.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate the predictor, or the closed loop over seeds and risk levels")
+    ev.add_argument("target", choices=["predictor", "closed-loop"])
+    ev.add_argument("--checkpoint", default=None, help="predictor checkpoint (default: the shipped model)")
+    ev.add_argument("--data", nargs="+", default=["outputs/data/sumo_train.npz"], help="predictor: track tables")
+    ev.add_argument("--max-windows", type=int, default=None, help="predictor: cap on evaluated windows")
+    ev.add_argument("--scenario", default="highway_cutin", help="closed-loop: scenario")
+    ev.add_argument("--seeds", type=int, default=10, help="closed-loop: episodes per risk level")
+    ev.add_argument("--first-seed", type=int, default=0)
+    ev.add_argument("--risk-levels", default="0,0.5,0.9,0.95", help="closed-loop: comma-separated")
+    ev.add_argument("--risk-measure", default="cvar")
+    ev.add_argument("--workers", type=int, default=2, help="closed-loop: parallel processes")
+    ev.add_argument("--out", default=None, help="output folder (default outputs/eval/<target>)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    ev.set_defaults(func=_cmd_eval)
+
     up = sub.add_parser("up", help="run a launch file composed in one process (like `ros2 launch rap_planner`)")
     up.add_argument("launch", help="sim (= sim.launch.xml) or a path to a .launch.xml")
     up.add_argument("launch_args", nargs="*", metavar="NAME:=VALUE", help="launch arguments, e.g. risk_level:=0.9")
@@ -110,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "command", None) == "eval" and args.out is None:
+        args.out = f"outputs/eval/{args.target}"
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()

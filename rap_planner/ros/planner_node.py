@@ -6,7 +6,6 @@ Parameters change the planner at its next cycle; invalid values are rejected wit
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import numpy as np
@@ -15,7 +14,8 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from visualization_msgs.msg import MarkerArray
 
-from rap_planner.core.planner import PlannerConfig, RiskAwarePlanner
+from rap_planner.config import planner_config
+from rap_planner.core.planner import RiskAwarePlanner
 from rap_planner.core.reference_path import ReferencePath
 from rap_planner.core.risk import RISK_MEASURES
 from rap_planner.core.types import EgoState, ForecastSet, Plan
@@ -58,21 +58,6 @@ PARAMS = (
     ParamSpec("lane_width_m", 3.5, "Lane width [m].", 2.0, 6.0),
     ParamSpec("lane_offsets_m", [0.0], "Lateral offsets of usable lanes from the reference, left positive [m]."),
 )
-
-
-def planner_config(values: dict) -> PlannerConfig:
-    """The core config for a parameter set (raises ValueError on an inconsistent one)."""
-    base = PlannerConfig()
-    weights = dataclasses.replace(base.weights, collision=values["w_collision"], ttc=values["w_ttc"],
-                                  progress=values["w_progress"],
-                                  comfort=values["w_comfort"], lane=values["w_lane"])
-    config = dataclasses.replace(base, risk_measure=values["risk_measure"], risk_level=values["risk_level"],
-                                 num_scenarios=values["num_scenarios"], horizon_s=values["horizon_s"],
-                                 prediction_timeout_s=values["prediction_timeout_s"],
-                                 target_speed_mps=values["target_speed_mps"] or None, refine=values["refine"],
-                                 seed=values["seed"], weights=weights)
-    config.validate()
-    return config
 
 
 def _config_problem(values: dict) -> str | None:

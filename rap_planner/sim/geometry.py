@@ -178,15 +178,16 @@ def drivable_area(net_path: Path) -> Polygon:
     return unary_union([*_lane_shapes(net_path), *[j.buffer(0) for j in junctions]])
 
 
-def lane_markings(net_path: Path) -> list[np.ndarray]:
-    """Left and right border polylines of every normal (non-internal) lane, for drawing."""
+def lane_markings(net_path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Border polylines of the normal lanes, split into (road edges: solid, between lanes: dashed)."""
     net = load_net(net_path)
-    lines = []
+    solid, dashed = [], []
     for edge in net.getEdges(withInternal=False):
-        for lane in edge.getLanes():
+        lanes = edge.getLanes()
+        for index, lane in enumerate(lanes):
             shape = LineString([p[:2] for p in lane.getShape()])
-            for side in (0.5, -0.5):
-                border = shape.offset_curve(side * lane.getWidth())
-                if not border.is_empty:
-                    lines.append(np.asarray(border.coords))
-    return lines
+            for side, outer in ((0.5, index == len(lanes) - 1), (-0.5, index == 0)):
+                if side < 0 or outer:
+                    border = shape.offset_curve(side * lane.getWidth())
+                    (solid if outer else dashed).append(np.asarray(border.coords))
+    return solid, dashed

@@ -6,7 +6,9 @@ A spec is pure data. ``rap_planner.sim.traffic`` turns (spec, seed) into one con
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 NETWORKS_DIR = Path(__file__).resolve().parent / "networks"
@@ -47,7 +49,7 @@ class EventRanges:
     first_cutin_s: Range = (2.0, 6.0)  # first forced cut-in in front of the ego
     cutin_interval_s: Range = (5.0, 10.0)  # gap between later ego cut-ins
     ego_cutins: int = 0  # number of cut-ins aimed at the ego
-    cutin_gap_m: Range = (2.0, 22.0)  # bumper gap ahead of the victim the cutter must have
+    cutin_gap_m: Range = (2.0, 30.0)  # bumper gap ahead of the victim the cutter must have
     cutin_lat_speed_mps: Range = (1.2, 2.8)  # lateral speed of the cut-in (3.5 m lane in 1.3-2.9 s)
     brake_after_cutin_prob: float = 0.3
     first_brake_s: Range = (8.0, 20.0)  # hard brake of the ego's leader
@@ -76,6 +78,7 @@ class ScenarioSpec:
     streams: tuple[TrafficStream, ...]
     drivers: DriverRanges = field(default_factory=DriverRanges)
     events: EventRanges = field(default_factory=EventRanges)
+    ego_keeps_lane: bool = True  # a SUMO-driven ego (ego_controlled=False) never changes lanes by itself
     ego_clear_ahead_m: float = 25.0  # no pre-filled vehicle this close ahead of the ego in its lane
     ego_clear_behind_m: float = 30.0
 
@@ -153,3 +156,14 @@ def get_scenario(name: str) -> ScenarioSpec:
         return SCENARIOS[name]
     except KeyError:
         raise KeyError(f"unknown scenario {name!r}; known: {sorted(SCENARIOS)}") from None
+
+
+@lru_cache(maxsize=16)
+def _routes(routes_path: Path) -> dict[str, tuple[str, ...]]:
+    root = ET.parse(routes_path).getroot()
+    return {r.get("id"): tuple(r.get("edges").split()) for r in root.iter("route")}
+
+
+def route_edges(routes_path: Path, route_id: str) -> tuple[str, ...]:
+    """Edge ids of a route defined in a net's ``.rou.xml``."""
+    return _routes(routes_path)[route_id]

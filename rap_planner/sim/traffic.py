@@ -17,7 +17,7 @@ import libsumo
 import numpy as np
 
 from rap_planner.sim.geometry import load_net
-from rap_planner.sim.scenarios import DriverRanges, EventRanges, ScenarioSpec
+from rap_planner.sim.scenarios import DriverRanges, EventRanges, ScenarioSpec, route_edges
 
 EGO_ID = "ego"
 EGO_LENGTH_M = 4.5
@@ -114,10 +114,11 @@ def _prefill(rng: np.random.Generator, spec: ScenarioSpec, route_id: str, lane: 
     min_gap_m = MIN_HEADWAY_S * speed + 8.0
     mean_gap_m = max(speed * 3600.0 / flow_vph, min_gap_m + 1.0)
     ego_lane = route_id == spec.ego_route_id and lane == spec.ego_lanes[0]
+    clear_from_m = spec.ego_depart_pos_m - spec.ego_clear_behind_m
+    clear_to_m = spec.ego_depart_pos_m + spec.ego_clear_ahead_m
     out, pos = [], edge_length_m - 5.0 - rng.uniform(0.0, mean_gap_m)
     while pos > 10.0:
-        clear = (spec.ego_depart_pos_m - spec.ego_clear_behind_m) < pos < (spec.ego_depart_pos_m + spec.ego_clear_ahead_m)
-        if not (ego_lane and clear):
+        if not (ego_lane and clear_from_m < pos < clear_to_m):
             out.append(Departure(0.0, route_id, pick(), lane, round(pos, 2)))
         pos -= min_gap_m + rng.exponential(mean_gap_m - min_gap_m)
     return out
@@ -173,11 +174,10 @@ def sample_episode(spec: ScenarioSpec, seed: int, horizon_s: float) -> EpisodePl
         return _pick_type(rng, spec.drivers.num_types, truck_fraction)
 
     net = load_net(spec.net_path)
-    routes = _route_edges(spec)
     departures = [Departure(0.0, spec.ego_route_id, EGO_ID, spec.ego_lanes[0], spec.ego_depart_pos_m,
                             f"{spec.ego_depart_speed_mps:.2f}")]
     for stream in spec.streams:
-        edge_length_m = net.getEdge(routes[stream.route_id][0]).getLength()
+        edge_length_m = net.getEdge(route_edges(spec.routes_path, stream.route_id)[0]).getLength()
         for lane in stream.lanes:
             flow = _uniform(rng, stream.flow_vph_per_lane)
             if stream.prefill:
@@ -185,22 +185,6 @@ def sample_episode(spec: ScenarioSpec, seed: int, horizon_s: float) -> EpisodePl
             departures += _inflow(rng, stream.route_id, lane, flow, horizon_s, pick)
     departures.sort(key=lambda d: (d.depart_s, d.type_id != EGO_ID))
     return EpisodePlan(vtypes, departures, _events(rng, spec.events, horizon_s), float(rng.random()))
-
-
-@dataclass(frozen=True)
-class _RouteFile:
-    routes: dict[str, list[str]]
-
-
-def _route_edges(spec: ScenarioSpec) -> dict[str, list[str]]:
-    return _read_routes(str(spec.routes_path)).routes
-
-
-def _read_routes(path: str) -> _RouteFile:
-    import xml.etree.ElementTree as ET
-
-    root = ET.parse(path).getroot()
-    return _RouteFile({r.get("id"): r.get("edges").split() for r in root.iter("route")})
 
 
 def routes_xml(plan: EpisodePlan) -> str:
@@ -283,20 +267,32 @@ class EventRunner:
             return "", -1
         edge = libsumo.vehicle.getRoadID(victim)
         lane = libsumo.vehicle.getLaneIndex(victim)
-        if not edge or edge.startswith(":") or lane < 0:
+        if not edge or edge.startswith(":") or lane < 0 or _lane_ends(edge, lane):
             return "", -1
         front = libsumo.vehicle.getLanePosition(victim)
         speed = libsumo.vehicle.getSpeed(victim)
+        room_end_m = self._leader_rear(victim, front)
         candidates = []
         for other in libsumo.edge.getLastStepVehicleIDs(edge):
             if other in (victim, EGO_ID) or other in self._busy or abs(libsumo.vehicle.getLaneIndex(other) - lane) != 1:
                 continue
-            gap = libsumo.vehicle.getLanePosition(other) - libsumo.vehicle.getLength(other) - front
-            if params["gap_min_m"] <= gap <= params["gap_max_m"] and libsumo.vehicle.getSpeed(other) > speed - 4.0:
+            other_front, other_speed = libsumo.vehicle.getLanePosition(other), libsumo.vehicle.getSpeed(other)
+            gap = other_front - libsumo.vehicle.getLength(other) - front
+            room = room_end_m - other_front  # cutter front to the victim's leader: no cut-in into a collision
+            if (params["gap_min_m"] <= gap <= params["gap_max_m"] and other_speed > speed - 4.0
+                    and room > 3.0 + 0.5 * other_speed):
                 candidates.append(other)
         if not candidates:
             return "", -1
         return sorted(candidates)[int(params["choice"] * len(candidates))], lane
+
+    @staticmethod
+    def _leader_rear(victim: str, front_m: float) -> float:
+        """Lane position of the rear of the victim's leader (infinite when there is none in range)."""
+        leader = libsumo.vehicle.getLeader(victim, 150.0)
+        if not leader or not leader[0]:
+            return math.inf
+        return front_m + leader[1] + libsumo.vehicle.getMinGap(victim)
 
     def _force_lane_change(self, cutter: str, lane: int, params: dict[str, float], now_s: float) -> None:
         default_lat = libsumo.vehicle.getMaxSpeedLat(cutter)
@@ -353,3 +349,9 @@ class EventRunner:
 
 def _vehicle_ids() -> tuple[str, ...]:
     return libsumo.vehicle.getIDList()
+
+
+def _lane_ends(edge: str, lane: int) -> bool:
+    """True for a lane drop (an acceleration lane): no successor while a sibling lane has one."""
+    links = [libsumo.lane.getLinkNumber(f"{edge}_{i}") for i in range(libsumo.edge.getLaneNumber(edge))]
+    return links[lane] == 0 and any(links)

@@ -118,7 +118,7 @@ def resample_table(table: TrackTable, dt_s: float) -> TrackTable:
     pieces: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
     for segment in np.split(order, breaks):
         _resample_segment(cols, segment, table.dt_s, dt_s, pieces)
-    out = {c: np.concatenate(v) if v else np.zeros(0, t) for (c, v), t in zip(pieces.items(), COLUMNS.values())}
+    out = {c: np.concatenate(pieces[c]) if pieces[c] else np.zeros(0, dtype) for c, dtype in COLUMNS.items()}
     return TrackTable(out, dt_s, {**table.meta, "resampled_from_dt_s": table.dt_s})
 
 
@@ -188,18 +188,20 @@ def _scene_windows(table: TrackTable, scene: int, config: PredictorConfig, strid
     keys = (frame - frame[0]) * span + (agent - agent.min())  # sorted: rows are ordered by (frame, agent)
     starts = np.searchsorted(frame, candidates)
     stops = np.searchsorted(frame, candidates, side="right")
-    chosen = [_choose_agents(xy[a:b], agent[a:b], max_agents, rng, ego) for a, b in zip(starts, stops)]
+    chosen = [_choose_agents(xy[a:b], agent[a:b], max_agents, rng, ego) for a, b in zip(starts, stops, strict=True)]
     counts = np.array([len(c) for c in chosen])
-    rows = np.concatenate([a + c for a, c in zip(starts, chosen)])
+    rows = np.concatenate([a + c for a, c in zip(starts, chosen, strict=True)])
     win_frame = np.repeat(candidates, counts)
     hist_offsets = -np.arange(h - 1, -1, -1) * stride
     fut_offsets = np.arange(1, t + 1) * stride
     hist_xy, hist_mask = _lookup(keys, xy, frame[0], span, agent.min(), win_frame, agent[rows], hist_offsets)
     fut_xy, fut_mask = _lookup(keys, xy, frame[0], span, agent.min(), win_frame, agent[rows], fut_offsets)
-    origin = xy[np.concatenate([a + c[:1] for a, c in zip(starts, chosen)])]
+    origin = xy[np.concatenate([a + c[:1] for a, c in zip(starts, chosen, strict=True)])]
     rel_origin = np.repeat(origin, counts, axis=0)[:, None, :]
-    return WindowSet((hist_xy - rel_origin).astype(np.float32), hist_mask, (fut_xy - rel_origin).astype(np.float32),
-                     fut_mask, agent[rows].astype(np.int64), np.concatenate(([0], np.cumsum(counts))).astype(np.int64),
+    hist_rel = np.where(hist_mask[..., None], hist_xy - rel_origin, 0.0).astype(np.float32)
+    fut_rel = np.where(fut_mask[..., None], fut_xy - rel_origin, 0.0).astype(np.float32)
+    offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    return WindowSet(hist_rel, hist_mask, fut_rel, fut_mask, agent[rows].astype(np.int64), offsets,
                      np.full(len(candidates), scene, np.int64), candidates.astype(np.int64), origin, config.dt_s)
 
 

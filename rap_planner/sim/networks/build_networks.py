@@ -36,6 +36,7 @@ NETCONVERT_OPTIONS = [
     "--no-turnarounds", "true",
     "--output.street-names", "false",
     "--junctions.corner-detail", "5",
+    "--junctions.internal-link-detail", "12",
     "--tls.default-type", "static",
     "--tls.cycle.time", "60",
     "--tls.yellow.time", "3",

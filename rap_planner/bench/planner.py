@@ -1,0 +1,118 @@
+"""Planner latency benchmark: p50/p95 of full plans on a busy highway, against a naive baseline.
+
+The baseline is the same planner with the (C, S) cost matrix computed one candidate at a time in a
+Python loop (same maths, ``CostModel.evaluate_naive``), measured in the same run on the same scene.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+
+import numpy as np
+
+from rap_planner.core.candidates import plan_candidates
+from rap_planner.core.planner import PlannerConfig, RiskAwarePlanner
+from rap_planner.core.reference_path import ReferencePath
+from rap_planner.core.scenes import highway_scene
+from rap_planner.core.types import EgoState, ForecastSet
+
+_MAX_TARGET_SPEEDS = 64
+
+
+def naive_costs(model, cands, tracks) -> np.ndarray:
+    """The baseline cost evaluator: one candidate at a time."""
+    return model.evaluate_naive(cands, tracks)
+
+
+def config_with_candidates(base: PlannerConfig, ego: EgoState, reference: ReferencePath, count: int) -> PlannerConfig:
+    """``base`` with the fewest target speeds that give at least ``count`` feasible candidates."""
+    for speeds in range(base.num_target_speeds, _MAX_TARGET_SPEEDS + 1):
+        config = dataclasses.replace(base, num_target_speeds=speeds)
+        target = min(reference.speed_limit_mps, config.limits.max_speed_mps)
+        if plan_candidates(ego, reference, config.candidate_config(target)).num >= count:
+            return config
+    raise ValueError(f"cannot reach {count} candidates with up to {_MAX_TARGET_SPEEDS} target speeds")
+
+
+def _time_plans(planner: RiskAwarePlanner, scene: tuple, repeats: int, warmup: int) -> dict[str, np.ndarray]:
+    ego, forecasts, reference = scene
+    for _ in range(warmup):
+        planner.plan(ego, forecasts, reference, forecasts.stamp_s)
+    stages: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        plan = planner.plan(ego, forecasts, reference, forecasts.stamp_s)
+        if not plan.ok and not plan.reason.startswith("refinement"):
+            raise RuntimeError(f"benchmark plan failed: {plan.reason}")
+        for name, seconds in planner.last_timings_s.items():
+            stages.setdefault(name, []).append(seconds * 1e3)
+    return {name: np.asarray(values) for name, values in stages.items()}
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"  {label:<{width}}  {value}" for label, value in rows)
+
+
+def run_planner_bench(
+    agents: int = 32,
+    scenarios: int = 64,
+    candidates: int = 512,
+    horizon_s: float = 5.0,
+    dt_s: float = 0.2,
+    repeats: int = 100,
+    naive_repeats: int = 3,
+    warmup: int = 5,
+    seed: int = 0,
+    show: bool = True,
+) -> dict:
+    """Time ``repeats`` full plans (and ``naive_repeats`` baseline plans); print a table if ``show``.
+
+    Returns p50_ms / p95_ms per plan, refine_p95_ms for the refinement stage alone, the sizes, the
+    baseline's naive_p50_ms and speedup = naive_p50_ms / p50_ms, plus per-stage p50s.
+    """
+    scene: tuple[EgoState, ForecastSet, ReferencePath] = highway_scene(agents, seed, horizon_s=horizon_s, dt_s=dt_s)
+    base = PlannerConfig(num_scenarios=scenarios, horizon_s=horizon_s, dt_s=dt_s, seed=seed)
+    config = config_with_candidates(base, scene[0], scene[2], candidates)
+    planner = RiskAwarePlanner(config)
+    plan = planner.plan(scene[0], scene[1], scene[2], scene[1].stamp_s)
+    fast = _time_plans(planner, scene, repeats, warmup)
+    slow = _time_plans(RiskAwarePlanner(config, cost_evaluator=naive_costs), scene, naive_repeats, 1)
+    p50, p95 = np.percentile(fast["total"], [50, 95])
+    naive_p50 = float(np.percentile(slow["total"], 50))
+    result = {
+        "p50_ms": float(p50),
+        "p95_ms": float(p95),
+        "refine_p95_ms": float(np.percentile(fast["refine"], 95)),
+        "candidates": plan.num_candidates,
+        "scenarios": plan.num_scenarios,
+        "agents": agents,
+        "naive_p50_ms": naive_p50,
+        "speedup": naive_p50 / float(p50),
+        "cost_p50_ms": float(np.percentile(fast["costs"], 50)),
+        "naive_cost_p50_ms": float(np.percentile(slow["costs"], 50)),
+        "stages_p50_ms": {name: float(np.percentile(v, 50)) for name, v in fast.items() if name != "total"},
+        "repeats": repeats,
+        "naive_repeats": naive_repeats,
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
+        "machine": platform.processor() or platform.machine(),
+    }
+    if show:
+        print(_report(result))
+    return result
+
+
+def _report(r: dict) -> str:
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stages_p50_ms"].items())
+    rows = [
+        ("scene", f"{r['agents']} agents, {r['scenarios']} scenarios, {r['candidates']} candidates"),
+        ("plan p50 / p95", f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} ms  ({r['repeats']} plans)"),
+        ("refinement p95", f"{r['refine_p95_ms']:.1f} ms"),
+        ("stages p50", f"{stages} ms"),
+        ("naive plan p50", f"{r['naive_p50_ms']:.0f} ms  ({r['naive_repeats']} plans, per-candidate loop)"),
+        ("speedup", f"{r['speedup']:.1f}x per plan; costs {r['naive_cost_p50_ms'] / r['cost_p50_ms']:.0f}x"),
+        ("machine", f"{r['cpu_count']} CPUs, load average {r['load_average']:.2f} at the end"),
+    ]
+    return "planner benchmark\n" + _table(rows)

@@ -1,0 +1,403 @@
+"""The risk-aware planner: candidates x scenarios -> costs -> risk -> best -> CVaR refinement -> Plan.
+
+Like a nuPlan planner it knows nothing of ROS: ``plan(ego, forecasts, reference, now_s)`` is a pure
+function of its inputs and its config (scenario draws are seeded per call, so equal inputs give
+equal plans). It never raises on bad inputs: stale, missing, non-finite or malformed inputs give a
+braking plan in the current lane with ``ok=False`` and the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rap_planner.core.candidates import (
+    CandidateConfig,
+    Candidates,
+    VehicleLimits,
+    compose,
+    ego_frenet,
+    integrate_accel,
+    lateral_profiles,
+    plan_candidates,
+)
+from rap_planner.core.costs import AgentTracks, CostModel, CostWeights, agent_tracks, single_threaded_blas
+from rap_planner.core.reference_path import ReferencePath
+from rap_planner.core.refine import (
+    CvarRefiner,
+    QuadraticWeights,
+    RefineInputs,
+    position_jacobian,
+    speed_jacobian,
+)
+from rap_planner.core.risk import RISK_MEASURES, RiskMeasure, ValueAtRisk, make_risk_measure, validate_risk_level
+from rap_planner.core.scenarios import InvalidForecast, sample_scenarios, validate_forecasts
+from rap_planner.core.types import EgoState, ForecastSet, Plan
+
+log = logging.getLogger(__name__)
+
+_EGO_FIELDS = ("stamp_s", "x_m", "y_m", "yaw_rad", "v_mps", "a_mps2", "length_m", "width_m")
+_REFINE_MIN_GAIN = 1e-9  # a refinement must lower the risk by more than this to be kept
+_MAX_CACHED_REFINERS = 8
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Everything the planner can be told; ``validate()`` says what is wrong with a bad one."""
+
+    risk_measure: str = "cvar"
+    risk_level: float = 0.9
+    num_scenarios: int = 64
+    horizon_s: float = 5.0
+    dt_s: float = 0.2
+    target_speed_mps: float | None = None  # None: the reference's speed limit
+    num_target_speeds: int = 8
+    accel_levels_mps2: tuple[float, ...] = (1.5, 4.0)
+    resume_after_s: tuple[float, ...] = (2.5,)  # dip-and-resume variants of every speed profile
+    lane_change_durations_s: tuple[float, ...] = (3.0, 5.0)
+    lateral_nudges_m: tuple[float, ...] = (-0.5, 0.0, 0.5)
+    max_lane_changes: int = 1
+    limits: VehicleLimits = field(default_factory=VehicleLimits)
+    weights: CostWeights = field(default_factory=CostWeights)
+    prediction_timeout_s: float = 0.5
+    seed: int = 0
+    refine: bool = True
+    refine_solver: str = "CLARABEL"
+    refine_time_limit_s: float = 0.02
+    refine_trust_region_mps2: float = 1.0
+    max_acceptable_risk: float = math.inf  # above this even the best candidate is refused (fallback)
+    num_visualised: int = 16  # candidates returned in the Plan for visualisation
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first unusable field."""
+        if self.risk_measure not in RISK_MEASURES:
+            raise ValueError(f"risk_measure must be one of {sorted(RISK_MEASURES)}, got {self.risk_measure!r}")
+        validate_risk_level(self.risk_level)
+        _positive("horizon_s", self.horizon_s)
+        _positive("dt_s", self.dt_s)
+        _positive("prediction_timeout_s", self.prediction_timeout_s)
+        _positive("refine_time_limit_s", self.refine_time_limit_s)
+        _positive("refine_trust_region_mps2", self.refine_trust_region_mps2)
+        steps = self.horizon_s / self.dt_s
+        if abs(steps - round(steps)) > 1e-6 or round(steps) < 2:
+            raise ValueError(f"horizon_s ({self.horizon_s}) must be a whole multiple (>= 2) of dt_s ({self.dt_s})")
+        for name in ("num_scenarios", "num_target_speeds", "num_visualised"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.max_lane_changes < 0:
+            raise ValueError("max_lane_changes must be >= 0")
+        if self.target_speed_mps is not None and not (0.0 <= self.target_speed_mps < math.inf):
+            raise ValueError(f"target_speed_mps must be finite and >= 0 (or None), got {self.target_speed_mps!r}")
+        if not all(math.isfinite(v) and v >= 0.0 for v in self.resume_after_s):
+            raise ValueError(f"resume_after_s must hold finite times >= 0, got {self.resume_after_s!r}")
+        for name in ("accel_levels_mps2", "lane_change_durations_s"):
+            values = getattr(self, name)
+            if len(values) == 0 or not all(math.isfinite(v) and v > 0.0 for v in values):
+                raise ValueError(f"{name} must be a non-empty list of positive numbers, got {values!r}")
+        if len(self.lateral_nudges_m) == 0 or not all(math.isfinite(v) for v in self.lateral_nudges_m):
+            raise ValueError("lateral_nudges_m must be a non-empty list of finite offsets")
+        if self.refine_solver not in ("OSQP", "CLARABEL"):
+            raise ValueError(f"refine_solver must be OSQP or CLARABEL, got {self.refine_solver!r}")
+        if math.isnan(self.max_acceptable_risk):
+            raise ValueError("max_acceptable_risk must not be NaN")
+        self.limits.validate()
+        self.weights.validate()
+
+    @property
+    def num_steps(self) -> int:
+        return int(round(self.horizon_s / self.dt_s))
+
+    def candidate_config(self, target_speed_mps: float = math.inf) -> CandidateConfig:
+        """Candidate knobs; target speeds up to, and dips resuming to, ``target_speed_mps``."""
+        return CandidateConfig(
+            horizon_s=self.num_steps * self.dt_s,
+            dt_s=self.dt_s,
+            num_target_speeds=self.num_target_speeds,
+            accel_levels_mps2=tuple(self.accel_levels_mps2),
+            resume_after_s=tuple(self.resume_after_s),
+            max_target_speed_mps=target_speed_mps,
+            cruise_speed_mps=None,
+            lane_change_durations_s=tuple(self.lane_change_durations_s),
+            lateral_nudges_m=tuple(self.lateral_nudges_m),
+            max_lane_changes=self.max_lane_changes,
+            limits=self.limits,
+        )
+
+
+def _positive(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value > 0.0):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+@dataclass
+class _Choice:
+    """The plan being built: one trajectory and its per-scenario costs."""
+
+    states: np.ndarray  # (T + 1, 5)
+    costs: np.ndarray  # (S,)
+
+
+CostEvaluator = Callable[[CostModel, Candidates, AgentTracks], np.ndarray]
+
+
+def vectorised_costs(model: CostModel, cands: Candidates, tracks: AgentTracks) -> np.ndarray:
+    """(C, S) costs in one vectorised pass (the planner's default)."""
+    return model.evaluate(cands, tracks, prune=False)
+
+
+class RiskAwarePlanner:
+    """Plans with ``config`` as it is at each ``plan()`` call (swap it or use ``update_config``).
+
+    ``cost_evaluator`` computes the (C, S) cost matrix; benchmarks swap in the per-candidate loop.
+    """
+
+    def __init__(self, config: PlannerConfig | None = None, cost_evaluator: CostEvaluator = vectorised_costs) -> None:
+        config = config or PlannerConfig()
+        config.validate()
+        self.config = config
+        self.cost_evaluator = cost_evaluator
+        self.last_timings_s: dict[str, float] = {}
+        self._refiners: dict[tuple, CvarRefiner] = {}
+        self._last_forecasts: ForecastSet | None = None
+        self._last_ego: EgoState | None = None
+
+    def update_config(self, config: PlannerConfig | None = None, **changes) -> PlannerConfig:
+        """Validate and swap in a new config (a whole one and/or field changes); used from the next plan()."""
+        new = dataclasses.replace(config or self.config, **changes)
+        new.validate()
+        self.config = new
+        return new
+
+    # ------------------------------------------------------------------ public API
+
+    def plan(self, ego: EgoState, forecasts: ForecastSet | None, reference: ReferencePath, now_s: float) -> Plan:
+        """The lowest-risk plan for this instant, or a braking fallback with the reason."""
+        start = time.perf_counter()
+        config = self.config
+        problem = _ego_problem(ego) or (None if math.isfinite(now_s) else "non-finite input: now_s")
+        if problem is None:
+            self._last_ego = ego
+            forecasts, problem = self._usable_forecasts(forecasts, now_s, config)
+        if problem is not None:
+            plan = self.fallback_plan(ego, reference, now_s, problem)
+        else:
+            try:
+                with single_threaded_blas():
+                    plan = self._plan(ego, forecasts, reference, now_s, config)
+            except Exception as exc:  # a bug or numerical failure must not leave the car without a plan
+                log.exception("planning failed")
+                plan = self.fallback_plan(ego, reference, now_s, f"planner failure: {exc!r}")
+        plan.planning_time_s = time.perf_counter() - start
+        self.last_timings_s["total"] = plan.planning_time_s
+        return plan
+
+    def fallback_plan(self, ego: EgoState, reference: ReferencePath, now_s: float, reason: str) -> Plan:
+        """Hard braking, holding the current lateral offset, with ``ok=False`` and ``reason``."""
+        config = self.config
+        times = np.arange(config.num_steps + 1) * config.dt_s
+        base = ego if _ego_problem(ego) is None else self._last_ego
+        try:
+            states = self._braking_states(base, reference, config) if base is not None else None
+        except Exception:  # the fallback itself must not fail: stand still where the ego was
+            log.exception("braking fallback failed")
+            states = None
+        if states is None:
+            states = _standstill(base, len(times))
+        stamp = now_s if math.isfinite(now_s) else (base.stamp_s if base is not None else 0.0)
+        return Plan(stamp_s=stamp, times_s=times, states=states, risk_measure=config.risk_measure,
+                    risk_level=config.risk_level, ok=False, reason=reason)
+
+    # ------------------------------------------------------------------ steps
+
+    def _usable_forecasts(self, forecasts: ForecastSet | None, now_s: float, config: PlannerConfig):
+        """(forecasts, None) or (None, reason); a None input reuses the last good set while fresh."""
+        if forecasts is not None:
+            try:
+                validate_forecasts(forecasts)
+            except InvalidForecast as exc:
+                return None, str(exc)
+            self._last_forecasts = forecasts
+        forecasts = forecasts or self._last_forecasts
+        if forecasts is None:
+            return None, "missing predictions"
+        age = now_s - forecasts.stamp_s
+        if age > config.prediction_timeout_s:
+            return None, f"stale predictions ({age:.2f} s old, timeout {config.prediction_timeout_s:.2f} s)"
+        if age < -config.prediction_timeout_s:
+            return None, f"predictions stamped {-age:.2f} s in the future"
+        return forecasts, None
+
+    def _plan(self, ego: EgoState, forecasts: ForecastSet, reference: ReferencePath, now_s: float,
+              config: PlannerConfig) -> Plan:
+        clock = _Clock(self.last_timings_s)
+        target_speed = min(config.target_speed_mps if config.target_speed_mps is not None else math.inf,
+                           reference.speed_limit_mps, config.limits.max_speed_mps)
+        cands = plan_candidates(ego, reference, config.candidate_config(target_speed))
+        _, d0, _ = ego_frenet(ego, reference)
+        model = CostModel(reference, config.weights, target_speed, reference.nearest_lane_offset(d0),
+                          ego.length_m, ego.width_m)
+        clock.lap("candidates")
+        scenarios = sample_scenarios(forecasts, config.num_scenarios, config.seed, now_s + cands.times_s[1:],
+                                     validate=False)  # validated on arrival
+        tracks = agent_tracks(scenarios, reference)
+        tracks = tracks.select(model.relevant_columns(cands, tracks))
+        clock.lap("scenarios")
+        costs = self.cost_evaluator(model, cands, tracks)
+        clock.lap("costs")
+        measure = make_risk_measure(config.risk_measure)
+        risks = measure.risk(costs, tracks.weights, config.risk_level)
+        best = int(np.argmin(risks))
+        clock.lap("risk")
+        if not risks[best] <= config.max_acceptable_risk:
+            return self.fallback_plan(ego, reference, now_s, f"no acceptable candidate (lowest risk "
+                                      f"{risks[best]:.3g} > {config.max_acceptable_risk:.3g})")
+        choice, note = _Choice(cands.states(best), costs[best]), ""
+        if config.refine:
+            choice, note = self._refine(cands, best, model, tracks, measure, config, reference)
+        clock.lap("refine")
+        return self._to_plan(choice, note, cands, risks, tracks, measure, config, now_s)
+
+    def _refine(self, cands: Candidates, best: int, model: CostModel, tracks: AgentTracks, measure: RiskMeasure,
+                config: PlannerConfig, reference: ReferencePath) -> tuple[_Choice, str]:
+        """The CVaR-refined candidate if it truly lowers the risk, else the sampled one (float64 both)."""
+        dt, steps = cands.dt_s, config.num_steps
+        s, v, d = cands.s_m[best, 1:], cands.v_mps[best, 1:], cands.d_m[best, 1:]
+        lateral = model.lateral_cost(cands.d_m[best], cands.d_accel_mps2[best], dt)
+        loss, grad_s, grad_v = model.interaction_gradient(s, v, d, tracks, dt)
+        base_costs = loss + lateral + model.longitudinal_cost(cands.v_mps[best], cands.a_mps2[best],
+                                                               cands.ego_accel_mps2, dt)
+        sampled = _Choice(cands.states(best), base_costs)
+        grad = grad_s @ position_jacobian(steps, dt) + grad_v @ speed_jacobian(steps, dt)
+        weights = QuadraticWeights(config.weights.progress, config.weights.comfort, config.weights.jerk_ratio)
+        refiner = self._refiner(steps, tracks.num_scenarios, dt, weights, config.refine_solver)
+        inputs = RefineInputs(
+            accel_mps2=cands.a_mps2[best, :-1], speed_mps=v, prev_accel_mps2=cands.ego_accel_mps2, loss=loss,
+            grad=grad, weights=tracks.weights, tail_scale=_tail_scale(config, tracks.weights),
+            target_speed_mps=model.target_speed_mps,
+        )
+        result = refiner.refine(inputs, config.limits, config.refine_trust_region_mps2, config.refine_time_limit_s)
+        if result is None:
+            return sampled, "refinement skipped: solver failure"
+        refined = self._rebuild(cands, best, result.accel_mps2, reference, config)
+        if refined is None:
+            return sampled, "refinement rejected: infeasible"
+        costs = (model.longitudinal_cost(refined.v_mps[0], refined.a_mps2[0], cands.ego_accel_mps2, dt) + lateral
+                 + model.interaction_direct(refined.s_m[0, 1:], refined.v_mps[0, 1:], refined.d_m[0, 1:], tracks, dt))
+        old = measure.risk(base_costs, tracks.weights, config.risk_level)
+        new = measure.risk(costs, tracks.weights, config.risk_level)
+        if new < old - _REFINE_MIN_GAIN:
+            return _Choice(refined.states(0), costs), ""
+        return sampled, ""
+
+    def _rebuild(self, cands: Candidates, best: int, accel_mps2: np.ndarray, reference: ReferencePath,
+                 config: PlannerConfig) -> Candidates | None:
+        """The refined trajectory on the best candidate's lateral profile (None if infeasible)."""
+        lat = cands.lateral_index[best]
+        s_rel, v, a = integrate_accel(cands.v_mps[best, 0], accel_mps2[None], cands.dt_s)
+        rows = slice(lat, lat + 1)
+        lat_rows = (cands.lat_d_m[rows], cands.lat_rate_mps[rows], cands.lat_accel_mps2[rows])
+        single = compose(reference, float(cands.s_m[best, 0]), (s_rel, v, a), lat_rows, cands.dt_s, config.limits,
+                         cands.ego_accel_mps2)
+        return single if single.num == 1 else None
+
+    def _refiner(self, steps: int, scenarios: int, dt_s: float, weights: QuadraticWeights,
+                 solver: str) -> CvarRefiner:
+        """The cached QP for these sizes and weights (built on first use, ~0.1 s)."""
+        key = (steps, scenarios, round(dt_s, 9), weights, solver)
+        if key not in self._refiners:
+            if len(self._refiners) >= _MAX_CACHED_REFINERS:
+                self._refiners.clear()
+            self._refiners[key] = CvarRefiner(steps, scenarios, dt_s, weights, solver=solver)
+        return self._refiners[key]
+
+    def _to_plan(self, choice: _Choice, note: str, cands: Candidates, risks: np.ndarray, tracks: AgentTracks,
+                 measure: RiskMeasure, config: PlannerConfig, now_s: float) -> Plan:
+        w, level = tracks.weights, config.risk_level
+        shown = _visualised(risks, config.num_visualised)
+        return Plan(
+            stamp_s=now_s,
+            times_s=cands.times_s.copy(),
+            states=choice.states,
+            risk_measure=config.risk_measure,
+            risk_level=level,
+            risk=float(measure.risk(choice.costs, w, level)),
+            expected_cost=float(choice.costs @ w),
+            value_at_risk=float(ValueAtRisk().risk(choice.costs, w, level)),
+            ok=True,
+            reason=note,
+            num_candidates=cands.num,
+            num_scenarios=tracks.num_scenarios,
+            candidates_xy_m=np.stack([cands.x_m[shown], cands.y_m[shown]], axis=-1),
+            candidates_risk=risks[shown].astype(np.float64),
+        )
+
+    def _braking_states(self, ego: EgoState, reference: ReferencePath, config: PlannerConfig) -> np.ndarray:
+        cand_config = config.candidate_config()
+        s0, d0, _ = ego_frenet(ego, reference)
+        lim = config.limits
+        a0 = float(np.clip(ego.a_mps2, -lim.max_decel_mps2, lim.max_accel_mps2))
+        accel = np.empty(config.num_steps)
+        a = a0
+        for k in range(config.num_steps):  # jerk-limited ramp to full braking
+            a = max(a - lim.max_jerk_mps3 * config.dt_s, -lim.max_decel_mps2)
+            accel[k] = a
+        lon = integrate_accel(max(ego.v_mps, 0.0), accel[None], config.dt_s)
+        lat = [row[:1] for row in lateral_profiles(d0, 0.0, reference, 0.5 * ego.width_m, cand_config)]
+        return compose(reference, s0, lon, lat, config.dt_s, lim, a0, keep=(0, 0)).states(0)
+
+
+class _Clock:
+    """Stage timings into a dict (seconds since the previous lap)."""
+
+    def __init__(self, sink: dict[str, float]) -> None:
+        self.sink = sink
+        self.sink.clear()
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.sink[name] = now - self.last
+        self.last = now
+
+
+def _ego_problem(ego: EgoState | None) -> str | None:
+    if ego is None:
+        return "missing ego state"
+    for name in _EGO_FIELDS:
+        if not math.isfinite(getattr(ego, name)):
+            return f"non-finite input: ego.{name}"
+    if ego.length_m <= 0.0 or ego.width_m <= 0.0:
+        return "invalid input: ego footprint must be positive"
+    return None
+
+
+def _tail_scale(config: PlannerConfig, weights: np.ndarray) -> float:
+    """p = w / (1 - alpha) of the CVaR program standing in for the configured measure."""
+    if config.risk_measure == "mean":
+        return 1.0
+    if config.risk_measure == "worst":
+        return 1.0 / float(weights[weights > 0.0].min())  # CVaR at 1 - min weight is the maximum
+    return 1.0 / (1.0 - config.risk_level)
+
+
+def _visualised(risks: np.ndarray, count: int) -> np.ndarray:
+    """Indices of up to ``count`` candidates spread over the risk ranking, best first."""
+    order = np.argsort(risks, kind="stable")
+    picks = np.unique(np.linspace(0, len(order) - 1, min(count, len(order))).round().astype(np.int64))
+    return order[picks]
+
+
+def _standstill(ego: EgoState | None, num: int) -> np.ndarray:
+    """Stand still at the last known pose (the origin if none is known)."""
+    states = np.zeros((num, 5))
+    if ego is not None:
+        for col, value in enumerate((ego.x_m, ego.y_m, ego.yaw_rad)):
+            states[:, col] = value if math.isfinite(value) else 0.0
+    return states

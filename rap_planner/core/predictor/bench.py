@@ -1,0 +1,70 @@
+"""Per-scene CPU latency of the predictor as the node calls it (numpy in, ``AgentForecast`` list out)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rap_planner.core.predictor.model import AttentionLSTMPredictor, PredictorConfig
+from rap_planner.core.predictor.runtime import ForecastModel
+
+
+def _scene(agents: int, steps: int, dt_s: float, seed: int) -> dict[int, np.ndarray]:
+    """Agents driving in random directions at highway speeds, a few metres apart."""
+    rng = np.random.default_rng(seed)
+    start = rng.uniform(-60.0, 60.0, (agents, 2))
+    heading = rng.uniform(-np.pi, np.pi, agents)
+    vel = rng.uniform(5.0, 30.0, agents)[:, None] * np.stack((np.cos(heading), np.sin(heading)), 1)
+    t_s = (np.arange(steps) - (steps - 1)) * dt_s
+    return {i: start[i] + t_s[:, None] * vel[i] for i in range(agents)}
+
+
+def _timings_ms(fn: Callable[[], object], repeats: int, warmup: int) -> np.ndarray:
+    for _ in range(warmup):
+        fn()
+    out = np.empty(repeats)
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out[r] = (time.perf_counter() - t0) * 1e3
+    return out
+
+
+def run_predictor_bench(agents: int = 32, modes: int = 6, horizon_s: float = 5.0, repeats: int = 200,
+                        num_threads: int = 1, checkpoint: str | Path | None = None, warmup: int = 20,
+                        seed: int = 0) -> dict:
+    """p50/p95 milliseconds per scene for the learned model and, in the same run, constant velocity.
+
+    Uses the given checkpoint, else a randomly initialised model of the default size (latency does
+    not depend on the weights). Threads are set for the run and restored afterwards. One intra-op
+    thread is the default: on 2 cores shared with the planner, a second OpenMP thread buys little on
+    these small tensors and makes the tail latency much worse whenever the other core is busy.
+    """
+    if checkpoint is not None:
+        predictor = ForecastModel.load(checkpoint)
+    else:
+        torch.manual_seed(seed)
+        config = replace(PredictorConfig(), num_modes=modes, horizon_s=horizon_s, max_agents=max(agents, 1))
+        predictor = ForecastModel(AttentionLSTMPredictor(config), config, "random-init")
+    fallback = ForecastModel.constant_velocity(predictor.config)
+    histories = _scene(agents, predictor.config.history_steps, predictor.config.dt_s, seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        model_ms = _timings_ms(lambda: predictor.predict(histories), repeats, warmup)
+        cv_ms = _timings_ms(lambda: fallback.predict(histories), repeats, warmup)
+    finally:
+        torch.set_num_threads(threads)
+    return {"agents": agents, "modes": predictor.config.num_modes, "horizon_s": predictor.config.horizon_s,
+            "repeats": repeats, "num_threads": num_threads, "p50_ms": float(np.percentile(model_ms, 50)),
+            "p95_ms": float(np.percentile(model_ms, 95)), "mean_ms": float(model_ms.mean()),
+            "cv_p50_ms": float(np.percentile(cv_ms, 50)), "cv_p95_ms": float(np.percentile(cv_ms, 95))}
+
+
+if __name__ == "__main__":
+    print(run_predictor_bench())
