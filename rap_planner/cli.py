@@ -95,6 +95,70 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bag(args: argparse.Namespace) -> int:
+    from rap_planner.ros.bag_player import BagError, bag_info
+
+    try:
+        if args.action == "info":
+            print(bag_info(args.bag))
+            return 0
+        if args.action == "play":
+            return _bag_play(args)
+        return _bag_record(args)
+    except BagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _bag_play(args: argparse.Namespace) -> int:
+    import rclpy
+
+    from rap_planner.ros.bag_player import BagPlayer, PlayOptions
+
+    remap = dict(item.split(":=", 1) for item in args.remap)
+    options = PlayOptions(rate=args.rate, loop=args.loop, start_offset_s=args.start_offset,
+                          topics=set(args.topics) if args.topics else None, remap=remap, publish_clock=args.clock)
+    rclpy.init()
+    player = BagPlayer(args.bag, options)
+    try:
+        print(f"published {player.play()} messages from {args.bag}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        player.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def _bag_record(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from rap_planner.ros.bag_recorder import BagRecorder
+
+    rclpy.init()
+    recorder = BagRecorder(args.bag, topics=args.topics or None, storage=args.storage)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    executor = SingleThreadedExecutor()
+    executor.add_node(recorder)
+    end = None if args.duration is None else time.monotonic() + args.duration
+    try:
+        while not stop and (end is None or time.monotonic() < end):
+            executor.spin_once(timeout_sec=0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        path = recorder.close()  # flushes and writes the metadata even on Ctrl-C / SIGTERM
+        recorder.destroy_node()
+        rclpy.try_shutdown()
+    print(f"wrote {path}: " + ", ".join(f"{t} {n}" for t, n in sorted(recorder.counts.items())))
+    return 0
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     from rap_planner.ros.compose import run
     from rap_planner.ros.launch_xml import launch_file, parse
@@ -167,6 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="output folder (default outputs/eval/<target>)")
     ev.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     ev.set_defaults(func=_cmd_eval)
+
+    bag = sub.add_parser("bag", help="record, play and inspect rosbag2 files (like `ros2 bag`)")
+    bag.add_argument("action", choices=["record", "play", "info"])
+    bag.add_argument("bag", help="bag folder")
+    bag.add_argument("--topics", nargs="*", default=None, help="record/play only these topics (default: all)")
+    bag.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="record: storage plugin")
+    bag.add_argument("--duration", type=float, default=None, help="record: stop after this many seconds")
+    bag.add_argument("--rate", type=float, default=1.0, help="play: speed factor")
+    bag.add_argument("--loop", action="store_true", help="play: start over at the end")
+    bag.add_argument("--start-offset", type=float, default=0.0, help="play: skip this many seconds")
+    bag.add_argument("--remap", nargs="*", default=[], metavar="FROM:=TO", help="play: topic remapping")
+    bag.add_argument("--clock", action="store_true", help="play: publish /clock from the bag's time")
+    bag.set_defaults(func=_cmd_bag)
 
     up = sub.add_parser("up", help="run a launch file composed in one process (like `ros2 launch rap_planner`)")
     up.add_argument("launch", help="sim (= sim.launch.xml) or a path to a .launch.xml")

@@ -173,6 +173,7 @@ class CvarRefiner:
         if self.problem.status not in _OK_STATUSES or self.delta.value is None:
             return None
         accel = np.asarray(data.accel_mps2, dtype=np.float64) + self.delta.value
+        accel = np.clip(accel, -limits.max_decel_mps2, limits.max_accel_mps2)  # solver tolerance, not a change
         return RefineResult(accel, float(self.problem.value) + self._offset, elapsed, self.problem.status)
 
     def _solver_options(self, time_limit_s: float) -> dict:

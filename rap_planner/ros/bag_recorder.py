@@ -10,7 +10,7 @@ import importlib
 from pathlib import Path
 
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
@@ -63,12 +63,20 @@ class BagRecorder(Node):
                 continue
             self.connections[topic] = self.writer.add_connection(topic, msgtype, typestore=self.typestore)
             self.counts[topic] = 0
-            qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-            self.create_subscription(message_class(msgtype), topic, lambda data, t=topic: self._write(t, data), qos,
-                                     raw=True)
+            qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=self._durability(topic))
+            self.create_subscription(message_class(msgtype), topic,
+                                     lambda data, info, t=topic: self._write(t, data, info), qos, raw=True)
 
-    def _write(self, topic: str, data: bytes) -> None:
-        self.writer.write(self.connections[topic], self.get_clock().now().nanoseconds, data)
+    def _durability(self, topic: str) -> DurabilityPolicy:
+        """Transient-local only if every publisher offers it (latched topics such as the reference path)."""
+        offered = [info.qos_profile.durability for info in self.get_publishers_info_by_topic(topic)]
+        latched = bool(offered) and all(d == DurabilityPolicy.TRANSIENT_LOCAL for d in offered)
+        return DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE
+
+    def _write(self, topic: str, data: bytes, info) -> None:
+        """Stamped with the publisher's source timestamp: receive times jitter with executor load."""
+        stamp_ns = info["source_timestamp"] or self.get_clock().now().nanoseconds
+        self.writer.write(self.connections[topic], stamp_ns, data)
         self.counts[topic] += 1
 
     def close(self) -> Path:
