@@ -243,26 +243,27 @@ def compose(
     """
     lon_s, lon_v, lon_a = lon
     lat_d, lat_rate, lat_acc = lat
-    num_lat, num_lon = len(lat_d), len(lon_s)
     s_abs = s0_m + lon_s
-    s = np.broadcast_to(s_abs[None], (num_lat, num_lon, s_abs.shape[1]))
-    d = np.broadcast_to(lat_d[:, None], s.shape)
-    kappa_path = reference.curvature_at(s)
-    feasible = _feasible(lon_v[None], lon_a[None], lat_rate[:, None], lat_acc[:, None], kappa_path, limits)
+    # The centreline at each longitudinal profile's s, once; a candidate only adds its lateral offset.
+    x_c, y_c, yaw_c = reference.to_cartesian(s_abs, np.zeros_like(s_abs))
+    kappa = reference.curvature_at(s_abs)
+    feasible = _feasible(lon_v[None], lon_a[None], lat_rate[:, None], lat_acc[:, None], kappa[None], limits)
     if keep is not None:
         feasible[keep] = True
     lat_index, lon_index = np.nonzero(feasible)
-    s_c, d_c = s[lat_index, lon_index], d[lat_index, lon_index]
-    x, y, path_yaw = reference.to_cartesian(s_c, d_c)
+    d_c = lat_d[lat_index]
+    path_yaw = yaw_c[lon_index]
+    x = x_c[lon_index] - d_c * np.sin(path_yaw)
+    y = y_c[lon_index] + d_c * np.cos(path_yaw)
     v_c, a_c = lon_v[lon_index], lon_a[lon_index]
-    stretch = 1.0 - reference.curvature_at(s_c) * d_c
+    stretch = 1.0 - kappa[lon_index] * d_c
     yaw = path_yaw + np.arctan2(lat_rate[lat_index], np.maximum(v_c * stretch, _SPEED_EPS_MPS))
     braking = -1
     if keep is not None:
         braking = int(np.flatnonzero((lat_index == keep[0]) & (lon_index == keep[1]))[0])
     return Candidates(
         times_s=np.arange(s_abs.shape[1]) * dt_s,
-        s_m=s_c,
+        s_m=s_abs[lon_index],
         d_m=d_c,
         x_m=x,
         y_m=y,

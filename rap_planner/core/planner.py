@@ -8,7 +8,9 @@ braking plan in the current lane with ``ok=False`` and the reason.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -45,6 +47,26 @@ log = logging.getLogger(__name__)
 _EGO_FIELDS = ("stamp_s", "x_m", "y_m", "yaw_rad", "v_mps", "a_mps2", "length_m", "width_m")
 _REFINE_MIN_GAIN = 1e-9  # a refinement must lower the risk by more than this to be kept
 _MAX_CACHED_REFINERS = 8
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's maximum
+_TRIM_THRESHOLD_BYTES = 256 << 20
+
+
+@functools.cache
+def reuse_freed_memory() -> bool:
+    """Let glibc keep freed memory for reuse instead of mapping fresh pages for every large array.
+
+    A plan allocates a few hundred numpy temporaries of 0.1-2 MB; by default glibc serves each from
+    a fresh mmap and page-faults it in, which costs about a third of the planning time. This is a
+    process-wide setting (the process keeps up to ~256 MB of freed heap); returns False where it
+    does not apply (not glibc).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES) == 1
+        return ok and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) == 1
+    except (OSError, AttributeError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -156,11 +178,15 @@ class RiskAwarePlanner:
     """Plans with ``config`` as it is at each ``plan()`` call (swap it or use ``update_config``).
 
     ``cost_evaluator`` computes the (C, S) cost matrix; benchmarks swap in the per-candidate loop.
+    ``tune_allocator`` applies ``reuse_freed_memory()`` (a process-wide glibc setting, ~1.5x faster plans).
     """
 
-    def __init__(self, config: PlannerConfig | None = None, cost_evaluator: CostEvaluator = vectorised_costs) -> None:
+    def __init__(self, config: PlannerConfig | None = None, cost_evaluator: CostEvaluator = vectorised_costs,
+                 tune_allocator: bool = True) -> None:
         config = config or PlannerConfig()
         config.validate()
+        if tune_allocator:
+            reuse_freed_memory()
         self.config = config
         self.cost_evaluator = cost_evaluator
         self.last_timings_s: dict[str, float] = {}

@@ -128,7 +128,8 @@ class ReferencePath:
         self._yaw = _smooth(yaw, int(round(window_m / self._ds)))
         self._kappa = np.gradient(self._yaw) / self._ds
         # x, y, cos(yaw), sin(yaw) per grid point: one gather per projection pass instead of four
-        self._frame = np.stack([self._xy[:, 0], self._xy[:, 1], np.cos(self._yaw), np.sin(self._yaw)], axis=1)
+        self._x, self._y = self._xy[:, 0].copy(), self._xy[:, 1].copy()
+        self._frame = np.stack([self._x, self._y, np.cos(self._yaw), np.sin(self._yaw)], axis=1)
 
     def _build_drivable_area(self) -> shapely.Geometry:
         step = max(1, int(round(1.0 / self._ds)))
@@ -149,26 +150,28 @@ class ReferencePath:
         index = np.clip(np.floor(pos).astype(np.int64), 0, len(self._s) - 2)
         return index, pos - index
 
+    def _interpolate(self, table: np.ndarray, index: np.ndarray, frac: np.ndarray) -> np.ndarray:
+        lower = np.take(table, index)
+        return lower + frac * (np.take(table, index + 1) - lower)
+
     def heading_at(self, s_m: np.ndarray) -> np.ndarray:
         """Centreline heading [rad] at arc length s (unwrapped along the path)."""
         i, f = self._locate(s_m)
-        f = np.clip(f, 0.0, 1.0)
-        return self._yaw[i] + f * (self._yaw[i + 1] - self._yaw[i])
+        return self._interpolate(self._yaw, i, np.clip(f, 0.0, 1.0))
 
     def curvature_at(self, s_m: np.ndarray) -> np.ndarray:
         """Centreline curvature [1/m] at arc length s (zero beyond the ends)."""
         i, f = self._locate(s_m)
         inside = (f >= 0.0) & (f <= 1.0)
-        f = np.clip(f, 0.0, 1.0)
-        return np.where(inside, self._kappa[i] + f * (self._kappa[i + 1] - self._kappa[i]), 0.0)
+        return np.where(inside, self._interpolate(self._kappa, i, np.clip(f, 0.0, 1.0)), 0.0)
 
     def to_cartesian(self, s_m: np.ndarray, d_m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(s, d) -> (x, y, yaw of the centreline at s); broadcasts like numpy."""
         s_m, d_m = np.broadcast_arrays(np.asarray(s_m, dtype=np.float64), np.asarray(d_m, dtype=np.float64))
         i, f = self._locate(s_m)
-        x = self._xy[i, 0] + f * (self._xy[i + 1, 0] - self._xy[i, 0])
-        y = self._xy[i, 1] + f * (self._xy[i + 1, 1] - self._xy[i, 1])
-        yaw = self.heading_at(s_m)
+        yaw = self._interpolate(self._yaw, i, np.clip(f, 0.0, 1.0))
+        x = self._interpolate(self._x, i, f)
+        y = self._interpolate(self._y, i, f)
         return x - d_m * np.sin(yaw), y + d_m * np.cos(yaw), yaw
 
     def to_frenet(

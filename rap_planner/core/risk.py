@@ -61,6 +61,10 @@ def _prepare(costs: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray,
 
 def _lower_quantile(costs: np.ndarray, weights: np.ndarray, alpha: float) -> np.ndarray:
     """Per row, the smallest cost whose cumulative probability reaches alpha (VaR_alpha)."""
+    num = costs.shape[1]
+    if np.all(weights == weights[0]):  # equal weights: the quantile's rank is known, a partition suffices
+        rank = min(max(math.ceil(num * (alpha - _QUANTILE_TOL)) - 1, 0), num - 1)
+        return np.partition(costs, rank, axis=1)[:, rank]
     order = np.argsort(costs, axis=1, kind="stable")
     sorted_costs = np.take_along_axis(costs, order, axis=1)
     cumulative = np.cumsum(weights[order], axis=1)

@@ -8,7 +8,7 @@ increasing to the right (towards higher Lane_ID). Both are the vehicle's FRONT c
 Output frame (REP 103): x_m = Local_Y (forward), y_m = -Local_X (left), in metres; positions are
 moved from the front bumper to the footprint centre along the heading. Accepts the comma-separated
 export with a header (extra columns such as Location are ignored) and the original whitespace-
-separated text files without a header.
+separated text files without a header; header names are matched case-insensitively.
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ def _read_columns(path: Path) -> dict[str, np.ndarray]:
         first = f.readline()
     delimiter = "," if "," in first else None
     has_header = "Vehicle_ID" in first
-    if has_header:
-        names = [n.strip().strip('"') for n in first.strip().split(delimiter)]
-        missing = [n for n in NEEDED if n not in names]
+    if has_header:  # matched case-insensitively: the data.gov export spells it "v_length"
+        names = [n.strip().strip('"').lower() for n in first.strip().split(delimiter)]
+        missing = [n for n in NEEDED if n.lower() not in names]
         if missing:
             raise ValueError(f"{path}: NGSIM file lacks columns {missing}")
-        use = [names.index(n) for n in NEEDED]
+        use = [names.index(n.lower()) for n in NEEDED]
     else:
         use = [COLUMNS.index(n) for n in NEEDED]
     data = np.loadtxt(path, delimiter=delimiter, skiprows=int(has_header), usecols=use, ndmin=2, dtype=np.float64)

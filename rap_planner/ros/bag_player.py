@@ -7,6 +7,7 @@ player waits for reliable acknowledgements before it returns.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from rosgraph_msgs.msg import Clock
 
 from rap_planner.ros.bag_recorder import message_class
 from rap_planner.ros.conversions import s_to_stamp
+from rap_planner.ros.params import ParameterSet, ParamSpec
 
 
 class BagError(RuntimeError):
@@ -88,11 +90,21 @@ class PlayOptions:
     remap: dict[str, str] = field(default_factory=dict)
     publish_clock: bool = False
     wait_subscribers_s: float = 5.0
+    min_subscribers: int = 1  # per topic: e.g. 2 when the stack and a recorder both listen
 
 
 class BagPlayer(Node):
-    def __init__(self, path: str | Path, options: PlayOptions | None = None, **kwargs):
+    def __init__(self, path: str | Path | None, options: PlayOptions | None = None, **kwargs):
+        """``path`` None: bag and options come from the node's parameters (PLAYER_PARAMS)."""
         super().__init__("bag_player", **kwargs)
+        if path is None:
+            values = ParameterSet(self, PLAYER_PARAMS).values
+            path = values["bag"]
+            options = PlayOptions(rate=values["rate"], loop=values["loop"], start_offset_s=values["start_offset_s"],
+                                  topics={t for t in values["topics"] if t} or None,
+                                  publish_clock=values["publish_clock"],
+                                  wait_subscribers_s=values["wait_subscribers_s"],
+                                  min_subscribers=values["min_subscribers"])
         self.path = Path(path)
         self.options = options or PlayOptions()
         if not self.options.rate > 0:
@@ -106,11 +118,28 @@ class BagPlayer(Node):
                 self.publishers_by_topic[topic] = self.create_publisher(message_class(msgtype), out, qos)
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.options.publish_clock else None
         self.published = 0
+        self.finished = False
+
+    def start(self) -> threading.Thread:
+        """Plays in a background thread (for composition with other nodes); ``finished`` is set at the end."""
+        thread = threading.Thread(target=self._play_and_finish, daemon=True)
+        thread.start()
+        return thread
+
+    def _play_and_finish(self) -> None:
+        try:
+            self.play()
+        except BagError as exc:
+            self.get_logger().error(str(exc))
+        finally:
+            self.get_logger().info(f"played {self.published} messages from {self.path}")
+            self.finished = True
 
     def wait_for_subscribers(self) -> bool:
         deadline = time.monotonic() + self.options.wait_subscribers_s
         while time.monotonic() < deadline:
-            if all(p.get_subscription_count() > 0 for p in self.publishers_by_topic.values()):
+            if all(p.get_subscription_count() >= self.options.min_subscribers
+                   for p in self.publishers_by_topic.values()):
                 return True
             time.sleep(0.02)
         return False
@@ -138,3 +167,26 @@ class BagPlayer(Node):
                 self.clock_pub.publish(Clock(clock=s_to_stamp(stamp_ns * 1e-9)))
             self.publishers_by_topic[topic].publish(data)
             self.published += 1
+
+
+
+PLAYER_PARAMS = (
+    ParamSpec("bag", "", "Bag folder to play.", read_only=True),
+    ParamSpec("rate", 1.0, "Playback speed factor [-].", 0.01, 100.0, read_only=True),
+    ParamSpec("loop", False, "Start over at the end.", read_only=True),
+    ParamSpec("start_offset_s", 0.0, "Skip this much of the bag [s].", 0.0, 1e6, read_only=True),
+    ParamSpec("topics", [""], "Topics to play; [''] plays all.", read_only=True),
+    ParamSpec("publish_clock", False, "Publish /clock from the bag's time.", read_only=True),
+    ParamSpec("min_subscribers", 1, "Subscribers every topic needs before playback starts [-].", 0, 100,
+              read_only=True),
+    ParamSpec("wait_subscribers_s", 10.0, "Wait this long for every topic to have a subscriber [s].", 0.0, 600.0,
+              read_only=True),
+)
+
+
+class BagPlayerNode(BagPlayer):
+    """`ros2 run rap_planner bag_player_node --ros-args -p bag:=PATH`: plays in the background at start."""
+
+    def __init__(self, **kwargs):
+        super().__init__(None, None, **kwargs)
+        self.start()

@@ -15,6 +15,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from rap_planner.paths import share_dir
+from rap_planner.ros.params import ParameterSet, ParamSpec
 
 
 def message_class(msgtype: str):
@@ -36,14 +37,19 @@ def rap_planner_typestore():
 class BagRecorder(Node):
     """Subscribes to ``topics`` (or every topic it discovers when None) and writes what arrives."""
 
-    def __init__(self, path: str | Path, topics: list[str] | None = None, storage: str = "mcap", **kwargs):
+    def __init__(self, path: str | Path | None, topics: list[str] | None = None, storage: str = "mcap", **kwargs):
+        """``path`` None: output, topics and storage come from the node's parameters (RECORDER_PARAMS)."""
         super().__init__("bag_recorder", **kwargs)
+        if path is None:
+            values = ParameterSet(self, RECORDER_PARAMS).values
+            path, topics, storage = values["output"], [t for t in values["topics"] if t] or None, values["storage"]
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
         self.typestore = rap_planner_typestore()
         self.writer = Writer(self.path, version=9, storage_plugin=plugin)
         self.writer.open()
+        self._closed = False
         self.wanted = set(topics) if topics else None
         self.connections: dict[str, object] = {}
         self.counts: dict[str, int] = {}
@@ -80,5 +86,25 @@ class BagRecorder(Node):
         self.counts[topic] += 1
 
     def close(self) -> Path:
-        self.writer.close()
+        if not self._closed:
+            self.writer.close()
+            self._closed = True
         return self.path
+
+
+RECORDER_PARAMS = (
+    ParamSpec("output", "outputs/replay_bag", "Bag folder to write (must not exist).", read_only=True),
+    ParamSpec("topics", [""], "Topics to record; [''] records all.", read_only=True),
+    ParamSpec("storage", "mcap", "Storage plugin.", choices=("mcap", "sqlite3"), read_only=True),
+)
+
+
+class BagRecorderNode(BagRecorder):
+    """`ros2 run rap_planner bag_recorder_node --ros-args -p output:=PATH`: closes the bag on shutdown."""
+
+    def __init__(self, **kwargs):
+        super().__init__(None, **kwargs)
+
+    def destroy_node(self) -> bool:
+        self.close()
+        return super().destroy_node()

@@ -11,6 +11,8 @@ from rclpy.parameter import Parameter
 from rap_planner.ros.entry import node_class
 from rap_planner.ros.launch_xml import LaunchDescription
 
+FINISH_GRACE_S = 2.0
+
 
 def create_nodes(description: LaunchDescription, context=None) -> list:
     nodes = []
@@ -32,8 +34,8 @@ def run(description: LaunchDescription, duration_s: float | None = None) -> int:
     try:
         while rclpy.ok() and (end is None or time.monotonic() < end):
             executor.spin_once(timeout_sec=0.1)
-            if any(getattr(node, "finished", False) for node in nodes):
-                break
+            if end is None and any(getattr(node, "finished", False) for node in nodes):
+                end = time.monotonic() + FINISH_GRACE_S  # let the last messages through the graph
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

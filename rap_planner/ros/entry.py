@@ -9,6 +9,8 @@ NODES = {
     "predictor_node": "rap_planner.ros.predictor_node:PredictorNode",
     "planner_node": "rap_planner.ros.planner_node:PlannerNode",
     "sim_node": "rap_planner.ros.sim_node:SimNode",
+    "bag_player_node": "rap_planner.ros.bag_player:BagPlayerNode",
+    "bag_recorder_node": "rap_planner.ros.bag_recorder:BagRecorderNode",
 }
 
 

@@ -111,7 +111,7 @@ def _node(element: ET.Element, values: dict[str, str]) -> NodeDescription:
         elif child.tag == "param":
             node.params[child.get("name")] = yaml.safe_load(_substitute(child.get("value"), values))
         elif child.tag == "remap":
-            node.remaps.append((child.get("from"), child.get("to")))
+            node.remaps.append((_substitute(child.get("from"), values), _substitute(child.get("to"), values)))
         else:
             raise ValueError(f"<{child.tag}> inside <node> is not supported by rap-planner up")
     return node

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
-from matplotlib.patches import Ellipse
 
 from rap_planner.core.predictor.baselines import KinematicConfig, constant_acceleration, constant_velocity
 from rap_planner.core.predictor.checkpoint import load_checkpoint
 from rap_planner.core.predictor.dataset import WindowSet, build_windows, load_windows, scene_split
 from rap_planner.core.predictor.metrics import compute_metrics
 from rap_planner.core.predictor.model import AttentionLSTMPredictor
+from rap_planner.core.predictor.plots import plot_error_vs_horizon, plot_scenes
 from rap_planner.data.tracks import TrackTable
 
 FORECASTERS = ("model", "cv", "ca")
@@ -35,6 +34,7 @@ class Predictions:
     outputs: dict[str, tuple[torch.Tensor, torch.Tensor]]
     target_m: torch.Tensor
     window: np.ndarray  # (A,) window index of each scored agent
+    slot: np.ndarray  # (A,) its position inside the window (0 = the focal agent)
 
 
 def evaluate(checkpoint: str | Path | AttentionLSTMPredictor, data: str | Path | Iterable | TrackTable | WindowSet,
@@ -62,8 +62,8 @@ def evaluate(checkpoint: str | Path | AttentionLSTMPredictor, data: str | Path |
     summary = _flatten(results, len(windows))
     (out / "metrics.json").write_text(json.dumps({"summary": summary, "per_forecaster": results}, indent=2))
     (out / "metrics.md").write_text(_markdown(results, len(windows)))
-    _plot_error_vs_horizon(results, dt_s, out / "error_vs_horizon.png")
-    _plot_scenes(windows, preds, out / "scenes.png", scene_plots)
+    plot_error_vs_horizon(results, dt_s, out / "error_vs_horizon.png")
+    plot_scenes(windows, preds, out / "scenes.png", scene_plots)
     return summary
 
 
@@ -83,7 +83,7 @@ def predict_windows(model: AttentionLSTMPredictor, windows: WindowSet, batch_siz
     lookback = min(cfg.history_steps - 1, int(round(min_history_s / cfg.dt_s)))
     kin = KinematicConfig(dt_s=cfg.dt_s, horizon_steps=cfg.horizon_steps)
     kin_ca = KinematicConfig(dt_s=cfg.dt_s, horizon_steps=cfg.horizon_steps, along_growth_mps2=0.5)
-    collected: dict[str, list] = {name: [] for name in (*FORECASTERS, "target", "window")}
+    collected: dict[str, list] = {name: [] for name in (*FORECASTERS, "target", "window", "slot")}
     with torch.inference_mode():
         for start in range(0, len(windows), batch_size):
             batch = windows.batch(np.arange(start, min(start + batch_size, len(windows))))
@@ -96,11 +96,13 @@ def predict_windows(model: AttentionLSTMPredictor, windows: WindowSet, batch_siz
                 collected[name].append((logits[scored], params[scored]))
             collected["target"].append(batch.fut_m[scored])
             collected["window"].append(np.repeat(batch.indices, scored.sum(1).numpy()))
+            collected["slot"].append(np.nonzero(scored.numpy())[1])
     if not collected["target"] or sum(len(t) for t in collected["target"]) == 0:
         raise ValueError("no scored agents: the data has no windows with a fully observed future")
     outputs = {name: (torch.cat([o[0] for o in collected[name]]), torch.cat([o[1] for o in collected[name]]))
                for name in FORECASTERS}
-    return Predictions(outputs, torch.cat(collected["target"]), np.concatenate(collected["window"]))
+    return Predictions(outputs, torch.cat(collected["target"]), np.concatenate(collected["window"]),
+                       np.concatenate(collected["slot"]))
 
 
 def _flatten(results: dict[str, dict], num_windows: int) -> dict:
@@ -126,72 +128,3 @@ def _markdown(results: dict[str, dict], num_windows: int) -> str:
                *(f"{v:.3f}" for v in res["rmse_per_s"])]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _plot_error_vs_horizon(results: dict[str, dict], dt_s: float, path: Path) -> None:
-    fig = Figure(figsize=(10, 4))  # the OO API renders with Agg without touching the global backend
-    ax_rmse, ax_min = fig.subplots(1, 2)
-    for name, res in results.items():
-        t_s = (np.arange(len(res["rmse_per_step"])) + 1) * dt_s
-        ax_rmse.plot(t_s, res["rmse_per_step"], label=name)
-        ax_min.plot(t_s, res["min_error_per_step"], label=f"{name} (K={res['num_modes']})")
-    ax_rmse.set(xlabel="horizon (s)", ylabel="RMSE of most likely mode (m)", title="RMSE vs horizon")
-    ax_min.set(xlabel="horizon (s)", ylabel="mean min-over-modes error (m)", title="best-mode error vs horizon")
-    for ax in (ax_rmse, ax_min):
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def _plot_scenes(windows: WindowSet, preds: Predictions, path: Path, count: int) -> None:
-    """A few windows: history, truth, mode means (opacity ~ weight), 1σ/2σ ellipses of the top mode each second."""
-    chosen = _scene_choice(preds.window, count)
-    cols = max(1, min(2, len(chosen)))
-    rows = max(1, int(np.ceil(len(chosen) / cols)))
-    fig = Figure(figsize=(7 * cols, 5 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False)
-    logits, params = preds.outputs["model"]
-    weights = torch.softmax(logits.double(), -1).numpy()
-    cv_params = preds.outputs["cv"][1].numpy()
-    steps_per_s = max(1, int(round(1.0 / windows.dt_s)))
-    for ax, w in zip(axes.ravel(), chosen, strict=False):
-        sub = windows.select([w])
-        for hist, mask in zip(sub.hist_m, sub.hist_mask, strict=True):
-            ax.plot(hist[mask, 0], hist[mask, 1], color="0.6", lw=1)
-        for a in np.flatnonzero(preds.window == w):
-            _draw_agent(ax, params[a].numpy(), weights[a], preds.target_m[a].numpy(), cv_params[a, 0], steps_per_s)
-        ax.set_aspect("equal", adjustable="datalim")
-        ax.set_title(f"scene {sub.scene[0]} frame {sub.frame[0]}")
-        ax.grid(True, alpha=0.3)
-    for ax in axes.ravel()[len(chosen):]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
-
-def _scene_choice(window_of_agent: np.ndarray, count: int) -> list[int]:
-    """Windows with the most scored agents (interactions are what is worth looking at)."""
-    ids, counts = np.unique(window_of_agent, return_counts=True)
-    return [int(i) for i in ids[np.argsort(-counts, kind="stable")[:count]]]
-
-
-def _draw_agent(ax, params: np.ndarray, weights: np.ndarray, truth: np.ndarray, cv_params: np.ndarray,
-                steps_per_s: int) -> None:
-    ax.plot(truth[:, 0], truth[:, 1], "k--", lw=1)
-    ax.plot(cv_params[:, 0], cv_params[:, 1], ":", color="tab:gray", lw=1)
-    top = int(np.argmax(weights))
-    for k in np.argsort(weights):
-        ax.plot(params[k, :, 0], params[k, :, 1], color="tab:blue" if k == top else "tab:orange",
-                alpha=float(0.25 + 0.75 * weights[k] / weights.max()), lw=1.5 if k == top else 1.0)
-    for t in range(steps_per_s - 1, params.shape[1], steps_per_s):
-        for n_sigma, alpha in ((1.0, 0.35), (2.0, 0.15)):
-            ax.add_patch(_ellipse(params[top, t], n_sigma, alpha))
-
-
-def _ellipse(p: np.ndarray, n_sigma: float, alpha: float) -> Ellipse:
-    cross = p[4] * p[2] * p[3]
-    vals, vecs = np.linalg.eigh(np.array([[p[2] ** 2, cross], [cross, p[3] ** 2]]))
-    angle = float(np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1])))
-    return Ellipse((p[0], p[1]), 2 * n_sigma * np.sqrt(max(vals[1], 0.0)), 2 * n_sigma * np.sqrt(max(vals[0], 0.0)),
-                   angle=angle, facecolor="tab:blue", edgecolor="none", alpha=alpha)
