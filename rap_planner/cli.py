@@ -45,8 +45,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         result = run_predictor_bench(agents=args.agents, repeats=args.repeats)
     else:
-        print(f"unknown bench target {args.target}", file=sys.stderr)
-        return 2
+        from rap_planner.bench.e2e import run_e2e_bench
+
+        result = run_e2e_bench(agents=args.agents, duration_s=args.duration)
     if args.json:
         _print_json_last(result)
     return 0
@@ -194,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     param.set_defaults(func=_cmd_param)
 
     bench = sub.add_parser("bench", help="latency benchmarks (p50/p95) against a baseline in the same run")
-    bench.add_argument("target", choices=["planner", "predictor"])
+    bench.add_argument("target", choices=["planner", "predictor", "e2e"])
+    bench.add_argument("--duration", type=float, default=20.0, help="e2e: measured seconds")
     bench.add_argument("--agents", type=int, default=32)
     bench.add_argument("--scenarios", type=int, default=64)
     bench.add_argument("--candidates", type=int, default=512)

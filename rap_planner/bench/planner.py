@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from rap_planner.core.candidates import plan_candidates
+from rap_planner.core.candidates import Candidates, plan_candidates
+from rap_planner.core.costs import AgentTracks, CostModel
 from rap_planner.core.planner import PlannerConfig, RiskAwarePlanner
 from rap_planner.core.reference_path import ReferencePath
 from rap_planner.core.scenes import highway_scene
@@ -24,7 +25,7 @@ _MAX_TARGET_SPEEDS = 64
 _NUM_SCENES = 5
 
 
-def naive_costs(model, cands, tracks) -> np.ndarray:
+def naive_costs(model: CostModel, cands: Candidates, tracks: AgentTracks) -> np.ndarray:
     """The baseline cost evaluator: one candidate at a time."""
     return model.evaluate_naive(cands, tracks)
 

@@ -58,8 +58,7 @@ class CandidateConfig:
     accel_levels_mps2: tuple[float, ...] = (1.5, 4.0)
     resume_after_s: tuple[float, ...] = (2.5,)  # times at which a profile goes back to the cruise speed
     speed_gain_1ps: float = 1.0  # desired accel = gain * (target speed - speed), then clipped
-    max_target_speed_mps: float = math.inf  # fastest target speed (also capped by limits and speed limit)
-    cruise_speed_mps: float | None = None  # speed resumed after a dip (None: the fastest target speed)
+    max_target_speed_mps: float = math.inf  # fastest target speed, also the one resumed after a dip
     lane_change_durations_s: tuple[float, ...] = (3.0, 5.0)
     lateral_nudges_m: tuple[float, ...] = (-0.5, 0.0, 0.5)
     max_lane_changes: int = 1
@@ -137,12 +136,11 @@ def longitudinal_profiles(
     """(s from 0, v, a), each (M, T + 1); the last row is hard braking.
 
     Rows track target speeds linspace(0, cap) at each accel level, each also in variants that go
-    back to the cruise speed at ``resume_after_s``; the jerk limit is applied step by step
+    back to the cap (the cruise speed) at ``resume_after_s``; the jerk limit is applied step by step
     (vectorised over rows, a loop over the T time steps only).
     """
     lim = config.limits
     dt, steps = config.dt_s, config.num_steps
-    cruise = speed_cap_mps if config.cruise_speed_mps is None else min(config.cruise_speed_mps, speed_cap_mps)
     targets = np.linspace(0.0, speed_cap_mps, config.num_target_speeds)
     levels = np.asarray(config.accel_levels_mps2, dtype=np.float64)
     resume = np.asarray((math.inf,) + tuple(config.resume_after_s), dtype=np.float64)
@@ -159,7 +157,7 @@ def longitudinal_profiles(
     a_prev = np.full(len(v_target), float(np.clip(a0_mps2, -lim.max_decel_mps2, lim.max_accel_mps2)))
     accel = np.empty((len(v_target), steps))
     for k in range(steps):
-        goal = np.where(k * dt >= resume_s, cruise, v_target)
+        goal = np.where(k * dt >= resume_s, speed_cap_mps, v_target)
         desired = np.minimum(np.maximum(config.speed_gain_1ps * (goal - v), -decel_cap), accel_cap)
         desired[braking] = -lim.max_decel_mps2
         a_k = a_prev + np.minimum(np.maximum(desired - a_prev, -jerk_step), jerk_step)

@@ -41,7 +41,7 @@ from rap_planner.core.reference_path import ReferencePath
 from rap_planner.core.scenarios import Scenarios
 
 _ALIGNED_BELOW_MPS = 0.5  # slower agents are taken as aligned with the road (no heading in a forecast)
-_PRUNE_BOUND = 1e-5  # agents whose every TTC factor is below this (and cannot overlap) are skipped
+_PRUNE_BOUND = 1e-5  # (agent, step) columns whose TTC factors are all below this (and cannot overlap) are skipped
 _EPS = 1e-12
 _BLOCK_SCENARIOS = 8  # scenarios per block of the kernel: keeps its temporaries in the L2 cache
 _WORKERS = 2  # numpy releases the GIL inside ufuncs, so two threads use two cores
@@ -77,18 +77,16 @@ class CostWeights:
 class AgentTracks:
     """Scenario agents in the Frenet frame: one column per (agent, time step) pair.
 
-    Arrays are (S, J) float32; ``step_index`` (J,) is the column's step (0 = the first future step)
-    and ``agent_index`` (J,) its agent. Columns that cannot matter are dropped with ``select``.
+    Arrays are (S, J) float32; ``step_index`` (J,) is the column's time step (0 = the first future
+    step). Columns that cannot matter are dropped with ``select``.
     """
 
     s_m: np.ndarray
     d_m: np.ndarray
-    v_s_mps: np.ndarray
-    v_d_mps: np.ndarray
+    v_s_mps: np.ndarray  # speed along the path
     half_length_m: np.ndarray  # Frenet bounding box half extent along s
     half_width_m: np.ndarray  # ... and along d
     step_index: np.ndarray
-    agent_index: np.ndarray
     num_steps: int
     weights: np.ndarray  # (S,) float64
 
@@ -97,18 +95,14 @@ class AgentTracks:
         return self.s_m.shape[1]
 
     @property
-    def num_agents(self) -> int:
-        return len(np.unique(self.agent_index))
-
-    @property
     def num_scenarios(self) -> int:
         return self.s_m.shape[0]
 
     def select(self, columns: np.ndarray) -> AgentTracks:
         """The tracks restricted to some columns (boolean mask or indices over J)."""
         arrays = (np.ascontiguousarray(getattr(self, n)[:, columns]) for n in _TRACK_FIELDS)
-        return AgentTracks(*arrays, step_index=self.step_index[columns], agent_index=self.agent_index[columns],
-                           num_steps=self.num_steps, weights=self.weights)
+        return AgentTracks(*arrays, step_index=self.step_index[columns], num_steps=self.num_steps,
+                           weights=self.weights)
 
     def per_step(self, values: np.ndarray) -> np.ndarray:
         """Sum (S, J) column values into (S, T) per time step."""
@@ -118,7 +112,7 @@ class AgentTracks:
         return summed.reshape(self.num_scenarios, self.num_steps)
 
 
-_TRACK_FIELDS = ("s_m", "d_m", "v_s_mps", "v_d_mps", "half_length_m", "half_width_m")
+_TRACK_FIELDS = ("s_m", "d_m", "v_s_mps", "half_length_m", "half_width_m")
 
 
 def agent_tracks(scenarios: Scenarios, reference: ReferencePath) -> AgentTracks:
@@ -126,12 +120,10 @@ def agent_tracks(scenarios: Scenarios, reference: ReferencePath) -> AgentTracks:
     pos = scenarios.positions_m
     num_s, num_n, num_t, _ = pos.shape
     f32 = np.float32
-    steps = np.tile(np.arange(num_t), num_n)
-    agents = np.repeat(np.arange(num_n), num_t)
+    steps = np.tile(np.arange(num_t), num_n)  # columns are agent-major: (agent 0, steps...), (agent 1, ...)
     if num_n == 0:
         empty = np.zeros((num_s, 0), f32)
-        return AgentTracks(*(empty,) * 6, step_index=steps, agent_index=agents, num_steps=num_t,
-                           weights=scenarios.weights)
+        return AgentTracks(*(empty,) * 5, step_index=steps, num_steps=num_t, weights=scenarios.weights)
     mean_s, _ = reference.to_frenet(*pos.mean(axis=0).transpose(2, 0, 1))  # k-d tree on N x T points only
     s, d = reference.to_frenet(pos[..., 0], pos[..., 1], s_guess_m=mean_s[None])
     s, d = s.astype(f32), d.astype(f32)
@@ -152,11 +144,9 @@ def agent_tracks(scenarios: Scenarios, reference: ReferencePath) -> AgentTracks:
         s_m=s.reshape(columns),
         d_m=d.reshape(columns),
         v_s_mps=v_s.reshape(columns),
-        v_d_mps=v_d.reshape(columns),
         half_length_m=(0.5 * (length * cos + width * sin)).reshape(columns),
         half_width_m=(0.5 * (length * sin + width * cos)).reshape(columns),
         step_index=steps,
-        agent_index=agents,
         num_steps=num_t,
         weights=scenarios.weights,
     )

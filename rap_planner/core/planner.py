@@ -26,7 +26,6 @@ from rap_planner.core.candidates import (
     compose,
     ego_frenet,
     integrate_accel,
-    lateral_profiles,
     plan_candidates,
 )
 from rap_planner.core.costs import AgentTracks, CostModel, CostWeights, agent_tracks, single_threaded_blas
@@ -145,7 +144,6 @@ class PlannerConfig:
             accel_levels_mps2=tuple(self.accel_levels_mps2),
             resume_after_s=tuple(self.resume_after_s),
             max_target_speed_mps=target_speed_mps,
-            cruise_speed_mps=None,
             lane_change_durations_s=tuple(self.lane_change_durations_s),
             lateral_nudges_m=tuple(self.lateral_nudges_m),
             max_lane_changes=self.max_lane_changes,
@@ -365,7 +363,7 @@ class RiskAwarePlanner:
         )
 
     def _braking_states(self, ego: EgoState, reference: ReferencePath, config: PlannerConfig) -> np.ndarray:
-        cand_config = config.candidate_config()
+        """Jerk-limited full braking along the path at the ego's current lateral offset."""
         s0, d0, _ = ego_frenet(ego, reference)
         lim = config.limits
         a0 = float(np.clip(ego.a_mps2, -lim.max_decel_mps2, lim.max_accel_mps2))
@@ -375,8 +373,8 @@ class RiskAwarePlanner:
             a = max(a - lim.max_jerk_mps3 * config.dt_s, -lim.max_decel_mps2)
             accel[k] = a
         lon = integrate_accel(max(ego.v_mps, 0.0), accel[None], config.dt_s)
-        lat = [row[:1] for row in lateral_profiles(d0, 0.0, reference, 0.5 * ego.width_m, cand_config)]
-        return compose(reference, s0, lon, lat, config.dt_s, lim, a0, keep=(0, 0)).states(0)
+        hold = np.zeros((1, config.num_steps + 1))
+        return compose(reference, s0, lon, (hold + d0, hold, hold), config.dt_s, lim, a0, keep=(0, 0)).states(0)
 
 
 class _Clock:
@@ -405,7 +403,11 @@ def _ego_problem(ego: EgoState | None) -> str | None:
 
 
 def _tail_scale(config: PlannerConfig, weights: np.ndarray) -> float:
-    """p = w / (1 - alpha) of the CVaR program standing in for the configured measure."""
+    """p = w / (1 - alpha) of the CVaR program standing in for the configured measure.
+
+    The mean is CVaR at 0 and the worst case CVaR at 1 - min weight; VaR and the entropic risk use
+    CVaR at the same level as their convex surrogate (the true measure decides whether to keep it).
+    """
     if config.risk_measure == "mean":
         return 1.0
     if config.risk_measure == "worst":

@@ -57,12 +57,29 @@ def velocity_estimate(hist_m: torch.Tensor, mask: torch.Tensor, dt_s: float,
 
 def heading_from_velocity(vel_mps: torch.Tensor, dt_s: float, window_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(cos, sin) of the direction of travel; +x when the agent moved less than a threshold."""
-    speed = vel_mps.norm(dim=-1)
-    moved = speed * dt_s * window_steps > MIN_HEADING_DISPLACEMENT_M
-    unit = vel_mps / speed.clamp(min=1e-6)[..., None]
-    cos = torch.where(moved, unit[..., 0], torch.ones_like(speed))
-    sin = torch.where(moved, unit[..., 1], torch.zeros_like(speed))
-    return cos, sin
+    return _unit_or_x(vel_mps * (dt_s * window_steps))
+
+
+def heading_from_history(hist_m: torch.Tensor, mask: torch.Tensor, pos_m: torch.Tensor, vel_mps: torch.Tensor,
+                         dt_s: float, window_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Direction of travel, falling back to the whole history's displacement for slow agents.
+
+    A vehicle that braked to a stop (queue, red light) keeps the heading it arrived with instead of
+    snapping to the world +x axis; only agents that never moved get +x.
+    """
+    recent = vel_mps * (dt_s * window_steps)
+    first = mask.int().argmax(-1)
+    overall = pos_m - gather_step(hist_m, first)
+    use_recent = recent.norm(dim=-1, keepdim=True) > MIN_HEADING_DISPLACEMENT_M
+    return _unit_or_x(torch.where(use_recent, recent, overall))
+
+
+def _unit_or_x(disp_m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    norm = disp_m.norm(dim=-1)
+    moved = norm > MIN_HEADING_DISPLACEMENT_M
+    unit = disp_m / norm.clamp(min=1e-6)[..., None]
+    return (torch.where(moved, unit[..., 0], torch.ones_like(norm)),
+            torch.where(moved, unit[..., 1], torch.zeros_like(norm)))
 
 
 def to_local(xy_m: torch.Tensor, origin_m: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

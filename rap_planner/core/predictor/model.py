@@ -170,7 +170,7 @@ class AttentionLSTMPredictor(nn.Module):
     def frames(self, hist_m: torch.Tensor, mask: torch.Tensor) -> AgentFrames:
         cfg = self.config
         pos, vel = geometry.velocity_estimate(hist_m, mask, cfg.dt_s, cfg.velocity_window_steps)
-        cos, sin = geometry.heading_from_velocity(vel, cfg.dt_s, cfg.velocity_window_steps)
+        cos, sin = geometry.heading_from_history(hist_m, mask, pos, vel, cfg.dt_s, cfg.velocity_window_steps)
         vel_local = geometry.to_local(vel[..., None, :], torch.zeros_like(vel), cos, sin).squeeze(-2)
         return AgentFrames(pos, cos, sin, vel_local, mask.any(-1))
 

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 VIEW_BEHIND_M = 40.0
 VIEW_LATERAL_M = 25.0
+NEAR_FOCAL_M = 40.0  # forecasts drawn only for scored agents this close to the focal one ...
+MAX_DRAWN_AGENTS = 6  # ... and at most this many, nearest first
 
 
 def plot_error_vs_horizon(results: dict[str, dict], dt_s: float, path: Path) -> None:
@@ -86,10 +88,11 @@ def _draw_window(ax, windows: WindowSet, preds: Predictions, w: int) -> None:
     weights = torch.softmax(logits.double(), -1).numpy()
     steps_per_s = max(1, int(round(1.0 / windows.dt_s)))
     reach = VIEW_BEHIND_M
-    for a in np.flatnonzero(preds.window == w):
+    agents = np.flatnonzero(preds.window == w)
+    dist = np.hypot(*sub.hist_m[preds.slot[agents], -1].T)
+    order = np.argsort(dist, kind="stable")[:MAX_DRAWN_AGENTS]
+    for a in agents[order][dist[order] < NEAR_FOCAL_M]:
         truth = preds.target_m[a].numpy() @ rot.T
-        if abs(truth[0, 1]) > VIEW_LATERAL_M or truth[0, 0] < -VIEW_BEHIND_M:
-            continue
         reach = max(reach, float(truth[:, 0].max()))
         _draw_agent(ax, params[a].numpy(), weights[a], truth, preds.outputs["cv"][1][a, 0].numpy(), rot,
                     steps_per_s)

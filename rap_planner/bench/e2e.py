@@ -1,0 +1,150 @@
+"""`rap-planner bench e2e`: tracked agents in -> plan out, over DDS, with the stack in its own process.
+
+The stack (predictor + planner, event-triggered as in lock-step simulation) runs in a child process;
+this process publishes a synthetic 3-lane highway at ``rate_hz`` and times each plan against the
+publication of the tracks it answers. Baseline in the same run: the DDS round trip of the same
+tracks message through a relay in the child process, without prediction or planning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from rap_planner.core.types import EgoState, TrackedAgent
+
+LANES_Y_M = (-3.5, 0.0, 3.5)
+
+
+def highway_traffic(num_agents: int, t_s: float, seed: int = 0) -> list[TrackedAgent]:
+    """Agents spread over three lanes around the ego, each at its own constant speed."""
+    rng = np.random.default_rng(seed)
+    x0 = rng.uniform(-100.0, 250.0, num_agents)
+    v = rng.uniform(18.0, 30.0, num_agents)
+    lane = rng.integers(0, len(LANES_Y_M), num_agents)
+    return [TrackedAgent(i + 1, t_s, float(x0[i] + v[i] * t_s), LANES_Y_M[lane[i]], 0.0, float(v[i]), 0.0)
+            for i in range(num_agents)]
+
+
+def _child_command(role: str) -> list[str]:
+    return [sys.executable, "-m", "rap_planner.bench.e2e", role]
+
+
+def run_e2e_bench(agents: int = 32, rate_hz: float = 10.0, duration_s: float = 20.0, warmup_s: float = 3.0) -> dict:
+    import rclpy
+
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    rclpy.init()
+    try:
+        relay_ms = _measure("relay", agents, rate_hz, min(duration_s, 8.0), warmup_s, env)
+        stack_ms = _measure("stack", agents, rate_hz, duration_s, warmup_s, env)
+    finally:
+        rclpy.try_shutdown()
+    result = {"agents": agents, "rate_hz": rate_hz, "plans": len(stack_ms),
+              "p50_ms": float(np.percentile(stack_ms, 50)), "p95_ms": float(np.percentile(stack_ms, 95)),
+              "relay_p50_ms": float(np.percentile(relay_ms, 50)), "relay_p95_ms": float(np.percentile(relay_ms, 95))}
+    print(f"end to end, {agents} agents at {rate_hz:g} Hz, {len(stack_ms)} plans")
+    print(f"  tracks -> plan (predictor + planner over DDS): p50 {result['p50_ms']:7.1f} ms   "
+          f"p95 {result['p95_ms']:7.1f} ms")
+    print(f"  tracks -> relay -> back (DDS alone, baseline):  p50 {result['relay_p50_ms']:7.1f} ms   "
+          f"p95 {result['relay_p95_ms']:7.1f} ms")
+    return result
+
+
+def _measure(role: str, agents: int, rate_hz: float, duration_s: float, warmup_s: float, env: dict) -> list[float]:
+    import rclpy
+    from nav_msgs.msg import Odometry
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from rap_planner.msg import RiskAwarePlan, TrackedAgentArray
+    from rap_planner.ros.conversions import ego_to_odometry, stamp_to_s, tracked_agents_to_msg
+
+    child = subprocess.Popen(_child_command(role), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    node = rclpy.create_node(f"e2e_source_{role}")
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pub_tracks = node.create_publisher(TrackedAgentArray, "/perception/tracked_agents", qos)
+    pub_odom = node.create_publisher(Odometry, "/ego/odom", qos)
+    sent: dict[float, float] = {}
+    latencies: list[float] = []
+    answer_type, answer_topic = (TrackedAgentArray, "/bench/relay") if role == "relay" else \
+        (RiskAwarePlan, "/planning/plan")
+
+    def on_answer(msg) -> None:
+        t_pub = sent.get(round(stamp_to_s(msg.header.stamp), 6))
+        if t_pub is not None:
+            latencies.append(1e3 * (time.perf_counter() - t_pub))
+
+    node.create_subscription(answer_type, answer_topic, on_answer, qos)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        deadline = time.monotonic() + 60.0
+        while pub_tracks.get_subscription_count() == 0 and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        t0 = time.monotonic()
+        k = 0
+        while time.monotonic() - t0 < warmup_s + duration_s:
+            stamp_s = 1000.0 + k / rate_hz
+            pub_odom.publish(ego_to_odometry(EgoState(stamp_s, 25.0 * (stamp_s - 1000.0), 0.0, 0.0, 25.0)))
+            msg = tracked_agents_to_msg(highway_traffic(agents, stamp_s - 1000.0), stamp_s)
+            if k / rate_hz >= warmup_s:
+                sent[round(stamp_s, 6)] = time.perf_counter()
+            pub_tracks.publish(msg)
+            k += 1
+            next_t = t0 + k / rate_hz
+            while time.monotonic() < next_t:
+                executor.spin_once(timeout_sec=max(0.0, next_t - time.monotonic()))
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        child.terminate()
+        child.wait(timeout=10)
+    if not latencies:
+        raise RuntimeError(f"no answers from the {role} process")
+    return latencies
+
+
+def _child(role: str) -> None:
+    """The other side: the composed stack, or a relay that echoes tracks straight back."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from rap_planner.msg import TrackedAgentArray
+
+    rclpy.init()
+    if role == "relay":
+        node = rclpy.create_node("e2e_relay")
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        pub = node.create_publisher(TrackedAgentArray, "/bench/relay", qos)
+        node.create_subscription(TrackedAgentArray, "/perception/tracked_agents", pub.publish, qos)
+        nodes = [node]
+    else:
+        from rap_planner.ros.planner_node import PlannerNode
+        from rap_planner.ros.predictor_node import PredictorNode
+
+        nodes = [PredictorNode(parameter_overrides=[Parameter("trigger_on_tracks", value=True),
+                                                    Parameter("publish_markers", value=False)]),
+                 PlannerNode(parameter_overrides=[Parameter("trigger_on_predictions", value=True),
+                                                  Parameter("lane_offsets_m", value=list(LANES_Y_M)),
+                                                  Parameter("speed_limit_mps", value=33.0)])]
+    executor = MultiThreadedExecutor(num_threads=2)
+    for n in nodes:
+        executor.add_node(n)
+    with contextlib.suppress(KeyboardInterrupt, ExternalShutdownException):
+        executor.spin()
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1])
