@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from rap_planner import __version__
 
@@ -72,7 +73,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    if args.target == "predictor":
+    if args.target == "bag":
+        from rap_planner.bagtools.evaluate import evaluate_bag
+
+        if not args.bag:
+            print("eval bag needs --bag BAG", file=sys.stderr)
+            return 2
+        result = evaluate_bag(Path(args.bag), Path(args.out))
+        pred = result["prediction"]
+        print(f"predictions: minADE {pred.get('minADE')} m, minFDE {pred.get('minFDE')} m; "
+              f"plans: {result['plans'].get('count')}")
+    elif args.target == "predictor":
         from rap_planner.core.predictor.evaluate import evaluate
         from rap_planner.paths import models_dir
 
@@ -105,10 +116,27 @@ def _cmd_bag(args: argparse.Namespace) -> int:
             return 0
         if args.action == "play":
             return _bag_play(args)
+        if args.action == "convert":
+            return _bag_convert(args)
         return _bag_record(args)
     except BagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _bag_convert(args: argparse.Namespace) -> int:
+    from rap_planner.bagtools.convert import highd_to_bag, ngsim_to_bag
+
+    if args.source is None or args.ego_id is None:
+        print("bag convert needs --from CSV and --ego-id ID", file=sys.stderr)
+        return 2
+    if args.format == "ngsim":
+        path = ngsim_to_bag(Path(args.source), Path(args.bag), args.ego_id, storage=args.storage)
+    else:
+        meta = Path(args.meta) if args.meta else None
+        path = highd_to_bag(Path(args.source), Path(args.bag), args.ego_id, meta, storage=args.storage)
+    print(f"wrote {path}")
+    return 0
 
 
 def _bag_play(args: argparse.Namespace) -> int:
@@ -220,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate the predictor, or the closed loop over seeds and risk levels")
-    ev.add_argument("target", choices=["predictor", "closed-loop"])
+    ev.add_argument("target", choices=["predictor", "closed-loop", "bag"])
+    ev.add_argument("--bag", default=None, help="bag: a bag with tracked agents and predictions (and plans)")
     ev.add_argument("--checkpoint", default=None, help="predictor checkpoint (default: the shipped model)")
     ev.add_argument("--data", nargs="+", default=["outputs/data/sumo_train.npz"], help="predictor: track tables")
     ev.add_argument("--max-windows", type=int, default=None, help="predictor: cap on evaluated windows")
@@ -235,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_cmd_eval)
 
     bag = sub.add_parser("bag", help="record, play and inspect rosbag2 files (like `ros2 bag`)")
-    bag.add_argument("action", choices=["record", "play", "info"])
+    bag.add_argument("action", choices=["record", "play", "info", "convert"])
     bag.add_argument("bag", help="bag folder")
     bag.add_argument("--topics", nargs="*", default=None, help="record/play only these topics (default: all)")
     bag.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="record: storage plugin")
@@ -245,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     bag.add_argument("--start-offset", type=float, default=0.0, help="play: skip this many seconds")
     bag.add_argument("--remap", nargs="*", default=[], metavar="FROM:=TO", help="play: topic remapping")
     bag.add_argument("--clock", action="store_true", help="play: publish /clock from the bag's time")
+    bag.add_argument("--format", choices=["ngsim", "highd"], default="ngsim", help="convert: CSV format")
+    bag.add_argument("--from", dest="source", default=None, help="convert: NGSIM CSV or highD XX_tracks.csv")
+    bag.add_argument("--meta", default=None, help="convert: highD XX_recordingMeta.csv (default: beside tracks)")
+    bag.add_argument("--ego-id", type=int, default=None, help="convert: vehicle id that becomes the ego")
     bag.set_defaults(func=_cmd_bag)
 
     up = sub.add_parser("up", help="run a launch file composed in one process (like `ros2 launch rap_planner`)")

@@ -14,8 +14,12 @@ observed leading steps, so steps past the bag's end or past an agent's disappear
   observed step, also of forecasts cut short by the end of the bag.
 
 Forecasts are scored for the most common (dt, steps, modes) layout of the bag; others are counted
-as skipped. Plans: count, fallback share and reasons, planning time percentiles, risk and expected
-cost over time. Messages are decoded with the definitions stored in the bag (no ROS install needed).
+as skipped. ``min_history_s`` > 0 also skips forecasts of agents seen for less than that before the
+stamp (the offline predictor evaluation uses 1 s: nobody can guess a newcomer's speed); the default 0
+scores everything the planner received.
+
+Plans: count, fallback share and reasons, planning time percentiles, risk and expected cost over time.
+Messages are decoded with the definitions stored in the bag (no ROS install needed).
 """
 
 from __future__ import annotations
@@ -57,15 +61,16 @@ class Forecast:
 
 @dataclass
 class BagContent:
-    """What the evaluation needs from a bag; times in seconds since the earliest header stamp."""
+    """What the evaluation needs from a bag; times in seconds since the header stamp of its first message."""
 
     tracks: dict[int, np.ndarray] = field(default_factory=dict)  # agent id -> (N, 3) rows t_s, x_m, y_m
     forecasts: list[Forecast] = field(default_factory=list)
+    malformed_forecasts: int = 0  # agents in predictions with inconsistent array lengths or non-finite values
     plans: list[dict] = field(default_factory=list)
 
 
 def evaluate_bag(bag: Path, out_dir: Path, *, miss_threshold_m: float = MISS_THRESHOLD_M,
-                 max_gap_s: float = MAX_GAP_S, tracks_topic: str = TRACKS_TOPIC,
+                 max_gap_s: float = MAX_GAP_S, min_history_s: float = 0.0, tracks_topic: str = TRACKS_TOPIC,
                  prediction_topic: str = PREDICTION_TOPIC, plan_topic: str = PLAN_TOPIC) -> dict:
     """Write metrics.md, metrics.json, error_vs_horizon.png and plan_stats.png; return the JSON's dict.
 
@@ -76,7 +81,8 @@ def evaluate_bag(bag: Path, out_dir: Path, *, miss_threshold_m: float = MISS_THR
     content = read_bag(bag, tracks_topic, prediction_topic, plan_topic)
     if not content.forecasts and not content.plans:
         raise ValueError(f"{bag} holds no messages on {prediction_topic} or {plan_topic}: nothing to evaluate")
-    prediction = prediction_metrics(content.tracks, content.forecasts, miss_threshold_m, max_gap_s)
+    prediction = {**prediction_metrics(content.tracks, content.forecasts, miss_threshold_m, max_gap_s, min_history_s),
+                  "forecasts_malformed": content.malformed_forecasts}
     plans = plan_statistics(content.plans)
     result = _json_safe({"bag": str(bag), "prediction": prediction, "plans": plans})
     out = Path(out_dir)
@@ -92,34 +98,34 @@ def evaluate_bag(bag: Path, out_dir: Path, *, miss_threshold_m: float = MISS_THR
 
 def read_bag(bag: Path, tracks_topic: str = TRACKS_TOPIC, prediction_topic: str = PREDICTION_TOPIC,
              plan_topic: str = PLAN_TOPIC) -> BagContent:
-    """Decode the three topics; positions per agent sorted by time, duplicates of a stamp dropped."""
+    """Decode the three topics (converted as they stream by, so predictions are not held twice);
+    positions per agent sorted by time, duplicates of a stamp dropped."""
     if not Path(bag).exists():
         raise FileNotFoundError(f"no bag at {bag}")
-    raw_tracks: list[tuple[int, int, float, float]] = []
-    raw_forecasts: list[tuple[int, object]] = []
-    raw_plans: list[tuple[int, object]] = []
+    content = BagContent()
+    positions: dict[int, list[tuple[float, float, float]]] = {}
+    t0_ns = None
     with AnyReader([Path(bag)]) as reader:
         wanted = {tracks_topic, prediction_topic, plan_topic}
         for conn, _, data in reader.messages(connections=[c for c in reader.connections if c.topic in wanted]):
             msg = reader.deserialize(data, conn.msgtype)
             stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            t0_ns = stamp_ns if t0_ns is None else t0_ns
+            t_s = (stamp_ns - t0_ns) * 1e-9
             if conn.topic == tracks_topic:
-                raw_tracks.extend((stamp_ns, int(a.id), a.x, a.y) for a in msg.agents)
+                for a in msg.agents:
+                    positions.setdefault(int(a.id), []).append((t_s, a.x, a.y))
             elif conn.topic == prediction_topic:
-                raw_forecasts.append((stamp_ns, msg))
+                forecasts = _forecasts(msg, t_s)
+                content.forecasts.extend(forecasts)
+                content.malformed_forecasts += len(msg.agents) - len(forecasts)
             else:
-                raw_plans.append((stamp_ns, msg))
-    stamps = [s for s, *_ in raw_tracks] + [s for s, _ in raw_forecasts] + [s for s, _ in raw_plans]
-    t0_ns = min(stamps, default=0)
-    return BagContent(tracks=_tracks_by_agent(raw_tracks, t0_ns),
-                      forecasts=[f for s, m in raw_forecasts for f in _forecasts(m, (s - t0_ns) * 1e-9)],
-                      plans=[_plan_row(m, (s - t0_ns) * 1e-9) for s, m in raw_plans])
+                content.plans.append(_plan_row(msg, t_s))
+    content.tracks = _tracks_by_agent(positions)
+    return content
 
 
-def _tracks_by_agent(rows: list[tuple[int, int, float, float]], t0_ns: int) -> dict[int, np.ndarray]:
-    by_agent: dict[int, list[tuple[float, float, float]]] = {}
-    for stamp_ns, agent_id, x, y in rows:
-        by_agent.setdefault(agent_id, []).append(((stamp_ns - t0_ns) * 1e-9, x, y))
+def _tracks_by_agent(by_agent: dict[int, list[tuple[float, float, float]]]) -> dict[int, np.ndarray]:
     tracks = {}
     for agent_id, samples in by_agent.items():
         arr = np.array(samples, dtype=np.float64)
@@ -130,7 +136,7 @@ def _tracks_by_agent(rows: list[tuple[int, int, float, float]], t0_ns: int) -> d
 
 
 def _forecasts(msg, stamp_s: float) -> list[Forecast]:
-    """Mixture parameters per agent; malformed agents (wrong array lengths, no weight) are left out."""
+    """Mixture parameters per agent; malformed agents (wrong lengths, non-finite, bad weights) are left out."""
     steps, dt_s = int(msg.num_steps), round(float(msg.dt), DT_DECIMALS)
     out = []
     for a in msg.agents:
@@ -138,7 +144,9 @@ def _forecasts(msg, stamp_s: float) -> list[Forecast]:
         k = len(weights)
         arrays = [np.asarray(getattr(a, n), dtype=np.float64) for n in ("mean_x", "mean_y", "cov_xx", "cov_xy",
                                                                          "cov_yy")]
-        if steps == 0 or k == 0 or weights.sum() <= 0 or any(len(v) != k * steps for v in arrays):
+        if steps == 0 or k == 0 or any(len(v) != k * steps for v in arrays):
+            continue
+        if not all(np.isfinite(v).all() for v in (weights, *arrays)) or weights.min() < 0 or weights.sum() <= 0:
             continue
         mx, my, cxx, cxy, cyy = (v.reshape(k, steps) for v in arrays)
         sx, sy = np.sqrt(np.maximum(cxx, MIN_VARIANCE_M2)), np.sqrt(np.maximum(cyy, MIN_VARIANCE_M2))
@@ -174,20 +182,24 @@ def observed_positions(track: np.ndarray | None, times_s: np.ndarray, max_gap_s:
 
 
 def prediction_metrics(tracks: dict[int, np.ndarray], forecasts: list[Forecast],
-                       miss_threshold_m: float = MISS_THRESHOLD_M, max_gap_s: float = MAX_GAP_S) -> dict:
+                       miss_threshold_m: float = MISS_THRESHOLD_M, max_gap_s: float = MAX_GAP_S,
+                       min_history_s: float = 0.0) -> dict:
     """Metrics over the forecasts of the most common layout; see the module docstring for what counts."""
     layouts = Counter((f.dt_s, f.params.shape[1], f.params.shape[0]) for f in forecasts)
-    result: dict = {"forecasts_total": len(forecasts), "miss_threshold_m": miss_threshold_m, "max_gap_s": max_gap_s}
+    result: dict = {"forecasts_total": len(forecasts), "miss_threshold_m": miss_threshold_m, "max_gap_s": max_gap_s,
+                    "min_history_s": min_history_s}
     if not layouts:
         return {**result, **_no_forecasts()}
     (dt_s, steps, modes), _ = layouts.most_common(1)[0]
-    scored = [f for f in forecasts if (f.dt_s, f.params.shape[1], f.params.shape[0]) == (dt_s, steps, modes)]
+    same_layout = [f for f in forecasts if (f.dt_s, f.params.shape[1], f.params.shape[0]) == (dt_s, steps, modes)]
+    scored = [f for f in same_layout if _seen_since(tracks.get(f.agent_id), f.stamp_s - min_history_s)]
     truths = [_leading_observed(tracks.get(f.agent_id), f, max_gap_s) for f in scored]
     full = [i for i, y in enumerate(truths) if len(y) == steps]
     partial = [i for i, y in enumerate(truths) if 0 < len(y) < steps]
     result.update({"dt_s": dt_s, "num_steps": steps, "num_modes": modes, "forecasts_full_horizon": len(full),
                    "forecasts_partial": len(partial), "forecasts_skipped": len(forecasts) - len(full) - len(partial),
-                   "forecasts_other_layout": len(forecasts) - len(scored)})
+                   "forecasts_other_layout": len(forecasts) - len(same_layout),
+                   "forecasts_short_history": len(same_layout) - len(scored)})
     result.update(_full_horizon_metrics([scored[i] for i in full], [truths[i] for i in full], miss_threshold_m))
     result.update(_per_step_errors(scored, truths, steps, dt_s))
     return result
@@ -195,9 +207,13 @@ def prediction_metrics(tracks: dict[int, np.ndarray], forecasts: list[Forecast],
 
 def _no_forecasts() -> dict:
     return {"dt_s": None, "num_steps": 0, "num_modes": 0, "forecasts_full_horizon": 0, "forecasts_partial": 0,
-            "forecasts_skipped": 0, "forecasts_other_layout": 0, "minADE_m": None, "minFDE_m": None,
-            "miss_rate": None, "nll": None, "horizon_s": [], "rmse_per_step_m": [], "min_error_per_step_m": [],
-            "count_per_step": [], "rmse_per_s_m": []}
+            "forecasts_skipped": 0, "forecasts_other_layout": 0, "forecasts_short_history": 0, "minADE_m": None,
+            "minFDE_m": None, "miss_rate": None, "nll": None, "horizon_s": [], "rmse_per_step_m": [],
+            "min_error_per_step_m": [], "count_per_step": [], "rmse_per_s_m": []}
+
+
+def _seen_since(track: np.ndarray | None, t_s: float) -> bool:
+    return track is not None and len(track) > 0 and track[0, 0] <= t_s + 1e-9
 
 
 def _leading_observed(track: np.ndarray | None, forecast: Forecast, max_gap_s: float) -> np.ndarray:
@@ -285,7 +301,9 @@ def _markdown(result: dict) -> str:
     lines = [f"# Bag evaluation: `{result['bag']}`", "", "## Prediction", "",
              f"{p['forecasts_total']} agent forecasts: {p['forecasts_full_horizon']} with the whole horizon observed, "
              f"{p['forecasts_partial']} cut short (end of bag or agent gone), {p['forecasts_skipped']} not scorable"
-             f" ({p['forecasts_other_layout']} of them in a different dt/steps/modes layout).", ""]
+             f" ({p['forecasts_other_layout']} of them in a different dt/steps/modes layout, "
+             f"{p['forecasts_short_history']} of agents seen for less than {p['min_history_s']} s); "
+             f"{p['forecasts_malformed']} malformed forecasts ignored.", ""]
     if p["num_steps"]:
         lines += [f"Layout: dt {p['dt_s']} s, {p['num_steps']} steps, {p['num_modes']} modes.", "",
                   "| metric (whole-horizon forecasts) | value |", "| --- | --- |",
@@ -296,7 +314,7 @@ def _markdown(result: dict) -> str:
         lines += [f"| {i + 1} | {_fmt(v)} |" for i, v in enumerate(p["rmse_per_s_m"])]
     lines += ["", "## Plans", ""]
     if q["count"]:
-        lines += [f"| statistic | value |", "| --- | --- |", f"| plans | {q['count']} |",
+        lines += ["| statistic | value |", "| --- | --- |", f"| plans | {q['count']} |",
                   f"| fallback share | {_fmt(q['fallback_share'])} ({q['fallback_count']}) |",
                   f"| planning time p50 / p95 / max [ms] | {_fmt(q['planning_time_ms']['p50'], 1)} / "
                   f"{_fmt(q['planning_time_ms']['p95'], 1)} / {_fmt(q['planning_time_ms']['max'], 1)} |",
@@ -311,14 +329,17 @@ def _markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _nan(values: list) -> list[float]:
+    """None (undefined in the JSON) back to NaN, which matplotlib leaves as a gap."""
+    return [np.nan if v is None else v for v in values]
+
+
 def _plot_error_vs_horizon(p: dict, path: Path) -> None:
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     ax = fig.add_subplot()
     if p["num_steps"]:
-        ax.plot(p["horizon_s"], [np.nan if v is None else v for v in p["rmse_per_step_m"]], marker=".",
-                label="RMSE, most likely mode")
-        ax.plot(p["horizon_s"], [np.nan if v is None else v for v in p["min_error_per_step_m"]], marker=".",
-                label="mean error, best mode")
+        ax.plot(p["horizon_s"], _nan(p["rmse_per_step_m"]), marker=".", label="RMSE, most likely mode")
+        ax.plot(p["horizon_s"], _nan(p["min_error_per_step_m"]), marker=".", label="mean error, best mode")
         ax.legend()
     else:
         ax.text(0.5, 0.5, "no predictions in the bag", ha="center", va="center", transform=ax.transAxes)
@@ -331,12 +352,9 @@ def _plot_plan_stats(q: dict, path: Path) -> None:
     fig = Figure(figsize=(7.0, 6.0), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True)
     s = q["series"]
-    none_to_nan = [np.nan if v is None else v for v in s["risk"]], [np.nan if v is None else v
-                                                                     for v in s["expected_cost"]]
-    top.plot(s["t_s"], none_to_nan[0], label="risk")
-    top.plot(s["t_s"], none_to_nan[1], label="expected cost")
-    fallback_t = [t for t, f in zip(s["t_s"], s["fallback"], strict=True) if f]
-    for t in fallback_t:
+    top.plot(s["t_s"], _nan(s["risk"]), label="risk")
+    top.plot(s["t_s"], _nan(s["expected_cost"]), label="expected cost")
+    for t in (t for t, fallback in zip(s["t_s"], s["fallback"], strict=True) if fallback):
         top.axvline(t, color="tab:red", alpha=0.3, lw=1)
     top.set(ylabel="cost [-]", title=f"{q['count']} plans, {q['fallback_count']} fallbacks (red)")
     bottom.plot(s["t_s"], s["planning_time_ms"], ".", ms=3)

@@ -43,7 +43,9 @@ class AgentHistoryBuffer:
     """Keeps the last ``history_s`` of each agent; forgets agents unseen for ``max_age_s``."""
 
     def __init__(self, history_s: float = 3.0, dt_s: float = 0.2, max_age_s: float = 1.0,
-                 max_agents: int = 64, reset_on_jump_back_s: float = 1.0):
+                 max_agents: int = 64, reset_on_jump_back_s: float = 1.0, backfill_s: float = 1.0):
+        """``backfill_s``: a newly seen agent's history is extended this far into the past at its
+        tracked velocity, so a predictor does not take a car that just appeared for a standing one."""
         if not (history_s > 0 and dt_s > 0 and max_age_s > 0 and max_agents > 0):
             raise ValueError("history_s, dt_s, max_age_s and max_agents must be positive")
         self.history_s = history_s
@@ -52,7 +54,8 @@ class AgentHistoryBuffer:
         self.max_age_s = max_age_s
         self.max_agents = max_agents
         self.reset_on_jump_back_s = reset_on_jump_back_s
-        self._tracks: dict[int, deque[tuple[float, float, float]]] = {}
+        self.backfill_s = backfill_s
+        self._tracks: dict[int, deque[tuple[float, float, float, float, float]]] = {}
         self._sizes: dict[int, tuple[float, float]] = {}
         self.last_stamp_s: float | None = None
 
@@ -100,7 +103,8 @@ class AgentHistoryBuffer:
             return
         seen.add(agent.agent_id)
         track = self._tracks.setdefault(agent.agent_id, deque())
-        track.append((stamp_s, agent.x_m, agent.y_m))
+        vx, vy = (agent.vx_mps, agent.vy_mps) if math.isfinite(agent.vx_mps + agent.vy_mps) else (0.0, 0.0)
+        track.append((stamp_s, agent.x_m, agent.y_m, vx, vy))
         while track and track[0][0] < stamp_s - self.history_s - 2 * self.dt_s:
             track.popleft()
         self._sizes[agent.agent_id] = (agent.length_m, agent.width_m)
@@ -125,8 +129,11 @@ class AgentHistoryBuffer:
             t, x, y = track[:, 0], track[:, 1], track[:, 2]
             inside = (grid >= t[0] - 1e-6) & (grid <= t[-1] + 1e-6)
             inside[-1] = True  # the newest observation stands for "now" (it is at most max_age_s old)
-            mask[n] = inside
-            positions[n, :, 0] = np.where(inside, np.interp(grid, t, x), 0.0)
-            positions[n, :, 1] = np.where(inside, np.interp(grid, t, y), 0.0)
+            backfill = (grid < t[0] - 1e-6) & (grid >= t[0] - self.backfill_s - 1e-6)
+            back_s = np.minimum(grid - t[0], 0.0)
+            mask[n] = inside | backfill
+            for axis, values in ((0, x), (1, y)):
+                seeded = np.where(backfill, values[0] + track[0, 3 + axis] * back_s, 0.0)
+                positions[n, :, axis] = np.where(inside, np.interp(grid, t, values), seeded)
         sizes = np.array([self._sizes[int(i)] for i in ids])
         return HistoryWindow(now_s, ids, positions, mask, sizes)

@@ -185,19 +185,27 @@ class RiskAwarePlanner:
         config.validate()
         if tune_allocator:
             reuse_freed_memory()
-        self.config = config
         self.cost_evaluator = cost_evaluator
         self.last_timings_s: dict[str, float] = {}
         self._refiners: dict[tuple, CvarRefiner] = {}
         self._last_forecasts: ForecastSet | None = None
         self._last_ego: EgoState | None = None
+        self._prepare(config)
+        self.config = config
 
     def update_config(self, config: PlannerConfig | None = None, **changes) -> PlannerConfig:
         """Validate and swap in a new config (a whole one and/or field changes); used from the next plan()."""
         new = dataclasses.replace(config or self.config, **changes)
         new.validate()
+        self._prepare(new)
         self.config = new
         return new
+
+    def _prepare(self, config: PlannerConfig) -> None:
+        """Build the refinement QP for this config now (~0.1 s) rather than in the next cycle."""
+        if config.refine:
+            self._refiner(config.num_steps, config.num_scenarios, config.dt_s, _quadratic_weights(config),
+                          config.refine_solver)
 
     # ------------------------------------------------------------------ public API
 
@@ -299,8 +307,7 @@ class RiskAwarePlanner:
                                                                cands.ego_accel_mps2, dt)
         sampled = _Choice(cands.states(best), base_costs)
         grad = grad_s @ position_jacobian(steps, dt) + grad_v @ speed_jacobian(steps, dt)
-        weights = QuadraticWeights(config.weights.progress, config.weights.comfort, config.weights.jerk_ratio)
-        refiner = self._refiner(steps, tracks.num_scenarios, dt, weights, config.refine_solver)
+        refiner = self._refiner(steps, tracks.num_scenarios, dt, _quadratic_weights(config), config.refine_solver)
         inputs = RefineInputs(
             accel_mps2=cands.a_mps2[best, :-1], speed_mps=v, prev_accel_mps2=cands.ego_accel_mps2, loss=loss,
             grad=grad, weights=tracks.weights, tail_scale=_tail_scale(config, tracks.weights),
@@ -400,6 +407,10 @@ def _ego_problem(ego: EgoState | None) -> str | None:
     if ego.length_m <= 0.0 or ego.width_m <= 0.0:
         return "invalid input: ego footprint must be positive"
     return None
+
+
+def _quadratic_weights(config: PlannerConfig) -> QuadraticWeights:
+    return QuadraticWeights(config.weights.progress, config.weights.comfort, config.weights.jerk_ratio)
 
 
 def _tail_scale(config: PlannerConfig, weights: np.ndarray) -> float:

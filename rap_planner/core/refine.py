@@ -54,6 +54,8 @@ class QuadraticWeights:
 
 @dataclass(frozen=True)
 class RefineResult:
+    """A solved refinement (the caller still has to check it against the true cost)."""
+
     accel_mps2: np.ndarray  # (T,) refined accelerations
     objective: float  # the QP's optimum (predicted CVaR + longitudinal cost)
     solve_time_s: float

@@ -141,14 +141,15 @@ def _gaussian_samples(
     means = resample_in_time(means, grid[0], grid[1], times_s)
     factors = resample_in_time(factors, grid[0], grid[1], times_s, extrapolate=False)
     modes = systematic_modes(weights, num_scenarios, rng)  # (N, S)
-    z = rng.standard_normal((len(agents), num_scenarios, 1, 2))
-    flat = (np.arange(len(agents))[:, None] * num_modes + modes).reshape(-1)
-    mean = np.take(means.reshape(-1, *means.shape[2:]), flat, axis=0).reshape(len(agents), num_scenarios, -1, 2)
-    fac = np.take(factors.reshape(-1, *factors.shape[2:]), flat, axis=0).reshape(len(agents), num_scenarios, -1, 3)
+    z = rng.standard_normal((len(agents), num_scenarios, 1, 2)).transpose(1, 0, 2, 3)  # (S, N, 1, 2)
+    flat = (np.arange(len(agents))[None, :] * num_modes + modes.T).reshape(-1)  # scenario-major rows
+    shape = (num_scenarios, len(agents), len(times_s))
+    mean = np.take(means.reshape(-1, *means.shape[2:]), flat, axis=0).reshape(*shape, 2)
+    fac = np.take(factors.reshape(-1, *factors.shape[2:]), flat, axis=0).reshape(*shape, 3)
     samples = np.empty_like(mean)
     samples[..., 0] = mean[..., 0] + fac[..., 0] * z[..., 0]
     samples[..., 1] = mean[..., 1] + fac[..., 1] * z[..., 0] + fac[..., 2] * z[..., 1]
-    return samples.transpose(1, 0, 2, 3)
+    return samples
 
 
 def resample_in_time(

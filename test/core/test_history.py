@@ -21,7 +21,7 @@ def test_constant_speed_track_is_resampled_onto_the_grid():
 
 
 def test_new_agent_is_masked_before_its_first_observation():
-    buf = AgentHistoryBuffer(history_s=1.0, dt_s=0.2)
+    buf = AgentHistoryBuffer(history_s=1.0, dt_s=0.2, backfill_s=0.0)
     for k in range(11):
         t = 0.1 * k
         buf.update([agent(1, t, t)] + ([agent(2, t, 5.0)] if k >= 8 else []), t)
@@ -53,3 +53,11 @@ def test_nan_duplicates_capacity_and_ageing():
     assert report.accepted == 2
     buf.update([agent(2, 1.0, 1.0)], 1.0)
     assert buf.window().agent_ids.tolist() == [2]
+
+
+def test_new_agent_history_is_backfilled_at_its_tracked_velocity():
+    buf = AgentHistoryBuffer(history_s=1.0, dt_s=0.2, backfill_s=0.4)
+    buf.update([agent(2, 1.0, 50.0)], 1.0)  # first seen now, moving at 10 m/s along +x
+    w = buf.window()
+    assert w.mask[0].tolist() == [False, False, False, True, True, True]
+    np.testing.assert_allclose(w.positions_m[0, 3:, 0], [46.0, 48.0, 50.0])

@@ -67,25 +67,29 @@ class ForecastModel:
 
     def predict(self, histories: Mapping[int, np.ndarray], sizes_m: Mapping[int, tuple[float, float]] | None = None,
                 centre_m: np.ndarray | None = None, history_dt_s: float | None = None) -> list[AgentForecast]:
-        """Forecast every agent; ``sizes_m`` maps id -> (length, width) copied into the forecasts."""
-        ids = list(histories)
+        """Forecast every agent, in input order; ``sizes_m`` maps id -> (length, width) for the forecasts.
+
+        Agents without a single finite position are left out (there is nothing to extrapolate).
+        """
+        hist, mask = self._stack([histories[i] for i in histories], history_dt_s)
+        ids = [aid for aid, ok in zip(histories, mask.any(-1), strict=True) if ok]
+        hist, mask = hist[mask.any(-1)], mask[mask.any(-1)]
         if not ids:
             return []
-        hist, mask = self._stack([histories[i] for i in ids], history_dt_s)
         learned = self._learned_subset(hist, mask, centre_m)
-        is_learned = np.zeros(len(ids), bool)
-        is_learned[learned] = True
-        kinematic = np.flatnonzero(~is_learned)
+        kinematic = np.setdiff1d(np.arange(len(ids)), learned, assume_unique=True)
         mixtures: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for rows, run in ((learned, self._run_model), (kinematic, self._run_cv)):
             if len(rows):
-                for row, mixture in zip(rows, zip(*run(hist[rows], mask[rows]), strict=True), strict=True):
-                    mixtures[row] = mixture
+                mixtures.update(zip(rows.tolist(), zip(*run(hist[rows], mask[rows]), strict=True), strict=True))
         sizes_m = sizes_m or {}
-        return [AgentForecast(agent_id=int(aid), weights=w, means_m=m, covariances_m2=c,
-                              length_m=float(sizes_m.get(aid, DEFAULT_SIZE_M)[0]),
-                              width_m=float(sizes_m.get(aid, DEFAULT_SIZE_M)[1]))
-                for aid, (w, m, c) in zip(ids, (mixtures[j] for j in range(len(ids))), strict=True)]
+        forecasts = []
+        for j, aid in enumerate(ids):
+            weights, means, covs = mixtures[j]
+            length_m, width_m = sizes_m.get(aid, DEFAULT_SIZE_M)
+            forecasts.append(AgentForecast(agent_id=int(aid), weights=weights, means_m=means, covariances_m2=covs,
+                                           length_m=float(length_m), width_m=float(width_m)))
+        return forecasts
 
     def predict_set(self, histories: Mapping[int, np.ndarray], stamp_s: float, **kwargs) -> ForecastSet:
         agents = self.predict(histories, **kwargs)
@@ -95,6 +99,8 @@ class ForecastModel:
         """Right-align histories into (N, H, 2) float64 with a validity mask."""
         h = self.config.history_steps
         hist = np.zeros((len(arrays), h, 2))
+        if not arrays:
+            return hist, np.zeros((0, h), bool)
         for j, arr in enumerate(arrays):
             arr = np.asarray(arr, dtype=np.float64).reshape(-1, 2)
             if history_dt_s is not None and abs(history_dt_s - self.dt_s) > 1e-9:
@@ -108,13 +114,12 @@ class ForecastModel:
     def _learned_subset(self, hist: np.ndarray, mask: np.ndarray, centre_m: np.ndarray | None) -> np.ndarray:
         if self.model is None:
             return np.zeros(0, np.int64)
-        present = np.flatnonzero(mask.any(-1))
-        if len(present) <= self.max_agents:
-            return present
-        last = _last_positions(hist[present], mask[present])
+        if len(hist) <= self.max_agents:
+            return np.arange(len(hist))
+        last = _last_positions(hist, mask)
         centre = np.mean(last, axis=0) if centre_m is None else np.asarray(centre_m, dtype=np.float64)[:2]
         order = np.argsort(np.hypot(*(last - centre).T), kind="stable")
-        return np.sort(present[order[:self.max_agents]])
+        return np.sort(order[:self.max_agents])
 
     def _run_model(self, hist: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         origin = _origin(hist, mask)
