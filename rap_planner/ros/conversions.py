@@ -102,7 +102,7 @@ def forecast_set_to_msg(forecasts: ForecastSet, frame_id: str = "map") -> Predic
     msg.header.frame_id = frame_id
     msg.dt = float(forecasts.dt_s)
     msg.num_steps = int(forecasts.num_steps)
-    msg.num_modes = int(forecasts.agents[0].weights.shape[0]) if forecasts.agents else 0
+    msg.num_modes = max((int(f.weights.shape[0]) for f in forecasts.agents), default=0)
     num_samples = 0
     for f in forecasts.agents:
         out = AgentPrediction(id=int(f.agent_id), length=float(f.length_m), width=float(f.width_m))
@@ -134,9 +134,9 @@ def forecast_set_from_msg(msg: PredictionArray) -> ForecastSet:
     agents = []
     for a in msg.agents:
         weights = _np(a.mode_weights).astype(np.float64)
-        k = weights.shape[0] if modes == 0 else modes
-        if weights.shape[0] != k or k == 0:
-            raise ValueError(f"agent {a.id}: {weights.shape[0]} mode weights, expected {k}")
+        k = weights.shape[0]
+        if k == 0 or (modes and k > modes):
+            raise ValueError(f"agent {a.id}: {k} mode weights, expected 1 to num_modes = {modes}")
         fields = [_np(getattr(a, n)) for n in ("mean_x", "mean_y", "cov_xx", "cov_xy", "cov_yy")]
         if any(f.shape[0] != k * steps for f in fields):
             raise ValueError(f"agent {a.id}: per-step arrays must hold num_modes*num_steps = {k * steps} values")

@@ -9,13 +9,14 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from visualization_msgs.msg import MarkerArray
 
+from rap_planner.core.forecasting import forecast_agents
 from rap_planner.core.history import AgentHistoryBuffer
 from rap_planner.core.predictor.runtime import ForecastModel
-from rap_planner.core.types import ForecastSet
 from rap_planner.msg import PredictionArray, TrackedAgentArray
 from rap_planner.ros.conversions import forecast_set_to_msg, stamp_to_s, tracked_agents_from_msg
 from rap_planner.ros.diagnostics import InputProblems
@@ -51,6 +52,8 @@ class PredictorNode(Node):
         self.problems = InputProblems(self, "predictor")
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(TrackedAgentArray, "/perception/tracked_agents", self._on_tracks, reliable)
+        self.create_subscription(Odometry, "/ego/odom", self._on_odom, reliable)
+        self._ego_xy_m: np.ndarray | None = None
         self.pub_predictions = self.create_publisher(PredictionArray, "/prediction/agents", reliable)
         self.pub_markers = self.create_publisher(MarkerArray, "/viz/prediction", 1)
         self.timer = self.create_timer(1.0 / self.params["rate_hz"], self._on_timer)
@@ -63,6 +66,12 @@ class PredictorNode(Node):
         self.buffer.max_age_s = values["max_track_age_s"]
         self.buffer.max_agents = values["max_agents"]
         self.timer.timer_period_ns = int(1e9 / values["rate_hz"])
+
+    def _on_odom(self, msg: Odometry) -> None:
+        """The ego position decides which agents get the learned model when there are too many."""
+        p = msg.pose.pose.position
+        if np.isfinite(p.x) and np.isfinite(p.y):
+            self._ego_xy_m = np.array([p.x, p.y])
 
     def _on_tracks(self, msg: TrackedAgentArray) -> None:
         try:
@@ -86,19 +95,11 @@ class PredictorNode(Node):
         if self._new_data and not self.params["trigger_on_tracks"]:
             self._predict_and_publish()
 
-    def predict(self) -> ForecastSet:
-        window = self.buffer.window()
-        histories = {int(i): np.where(window.mask[n, :, None], window.positions_m[n], np.nan)
-                     for n, i in enumerate(window.agent_ids)}
-        sizes = {int(i): (float(window.sizes_m[n, 0]), float(window.sizes_m[n, 1]))
-                 for n, i in enumerate(window.agent_ids)}
-        return self.model.predict_set(histories, window.now_s, sizes_m=sizes)
-
     def _predict_and_publish(self) -> None:
         self._new_data = False
         try:
             start = time.perf_counter()
-            forecasts = self.predict()
+            forecasts = forecast_agents(self.model, self.buffer, self._ego_xy_m)
             msg = forecast_set_to_msg(forecasts, self.params["frame_id"])
             self.pub_predictions.publish(msg)
             self.last_latency_s = time.perf_counter() - start

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rap_planner.core.forecasting import forecast_agents
 from rap_planner.core.history import AgentHistoryBuffer
 from rap_planner.core.planner import PlannerConfig, RiskAwarePlanner
 from rap_planner.core.predictor.runtime import ForecastModel
 from rap_planner.core.reference_path import ReferencePath
-from rap_planner.core.types import ForecastSet
 from rap_planner.sim.episode import EpisodeRecorder, follow_plan
 from rap_planner.sim.world import SumoWorld, noisy_agents
 
@@ -40,15 +40,6 @@ def planning_reference(world: SumoWorld) -> ReferencePath:
                                        lane_offsets_m=ref.lane_offsets_m, speed_limit_mps=ref.speed_limit_mps)
 
 
-def predict(model: ForecastModel, buffer: AgentHistoryBuffer) -> ForecastSet:
-    window = buffer.window()
-    histories = {int(i): np.where(window.mask[n, :, None], window.positions_m[n], np.nan)
-                 for n, i in enumerate(window.agent_ids)}
-    sizes = {int(i): (float(window.sizes_m[n, 0]), float(window.sizes_m[n, 1]))
-             for n, i in enumerate(window.agent_ids)}
-    return model.predict_set(histories, window.now_s, sizes_m=sizes)
-
-
 def run_episode(loop: LoopConfig, planner_config: PlannerConfig, model: ForecastModel) -> EpisodeRecorder:
     """One episode until collision, goal or timeout; returns the recorder (metrics, frames)."""
     planner = RiskAwarePlanner(dataclasses.replace(planner_config, seed=loop.seed))
@@ -62,7 +53,8 @@ def run_episode(loop: LoopConfig, planner_config: PlannerConfig, model: Forecast
             now_s = world.time_s
             agents = noisy_agents(world.agents(), rng, loop.pos_noise_m, loop.vel_noise_mps, loop.dropout_prob)
             buffer.update(agents, now_s)
-            forecasts = predict(model, buffer)
+            ego = world.ego()
+            forecasts = forecast_agents(model, buffer, np.array([ego.x_m, ego.y_m]))
             recorder.set_forecasts(forecasts)
             start = time.perf_counter()
             plan = planner.plan(world.ego(), forecasts, reference, now_s)

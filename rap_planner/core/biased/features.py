@@ -1,0 +1,146 @@
+"""What the biased encoder sees: per (agent, mode) features of the forecast relative to the ego plan.
+
+The latent of one agent is (mode k, z), the sample being ``mean_k + L_k z`` with ``L_k`` the per-step
+Cholesky factor (as ``core/scenarios.py`` draws it). The encoder shifts z, so what it needs is where z
+has to go to bring the agent onto the ego: at the step where the mode mean is closest to the ego in
+whitened units (Mahalanobis distance), the whitened offset ``w = L^-1 (ego - mean)`` is exactly the z
+that puts the agent on the ego. Its direction ``u`` and the perpendicular ``u_perp`` form the mode's
+*frame*; the encoder's shift and scales are expressed in that frame, so they do not depend on the
+world frame's orientation, and every feature is a distance, time, speed or probability.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rap_planner.core.scenarios import cholesky_2x2
+from rap_planner.core.types import ForecastSet
+
+NUM_FEATURES = 12
+_MIN_STD_M = 1e-3  # Cholesky diagonals below this are clamped when whitening (a near-degenerate spread)
+_LOG_WEIGHT_FLOOR = -14.0  # log of mode weights, clipped (a 1e-6 mode is as good as absent)
+_SPEED_SCALE_MPS = 10.0
+_DISTANCE_SCALE_M = 1.0
+
+
+@dataclass
+class Mixtures:
+    """Every agent's Gaussian mixture, zero-padded to K modes: what the latent (k, z) maps through."""
+
+    weights: np.ndarray  # (N, K) mode probabilities, 0 for padding
+    means_m: np.ndarray  # (N, K, T, 2)
+    chol_m: np.ndarray  # (N, K, T, 2, 2) lower Cholesky factors of the covariances
+
+    @property
+    def num_agents(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def num_modes(self) -> int:
+        return self.weights.shape[1]
+
+    def positions(self, modes: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """(S, N, T, 2) trajectories of latents: ``modes`` (S, N) indices, ``z`` (S, N, 2) normals.
+
+        The same arithmetic as the scenario sampler: mean + L z with the three Cholesky entries.
+        """
+        num_s, num_n = modes.shape
+        steps = self.means_m.shape[2]
+        factors = np.stack([self.chol_m[..., 0, 0], self.chol_m[..., 1, 0], self.chol_m[..., 1, 1]], axis=-1)
+        flat = (np.arange(num_n)[None, :] * self.num_modes + modes).reshape(-1)
+        mean = np.take(self.means_m.reshape(-1, steps, 2), flat, axis=0).reshape(num_s, num_n, steps, 2)
+        fac = np.take(factors.reshape(-1, steps, 3), flat, axis=0).reshape(num_s, num_n, steps, 3)
+        z0, z1 = z[:, :, None, 0], z[:, :, None, 1]
+        out = np.empty_like(mean)
+        out[..., 0] = mean[..., 0] + fac[..., 0] * z0
+        out[..., 1] = mean[..., 1] + fac[..., 1] * z0 + fac[..., 2] * z1
+        return out
+
+
+def mixtures(forecasts: ForecastSet) -> Mixtures:
+    """Zero-padded mixture arrays of a forecast set (weights normalised, as the scenario sampler uses them)."""
+    agents = forecasts.agents
+    steps = forecasts.num_steps
+    num_modes = max((len(a.weights) for a in agents), default=1)
+    weights = np.zeros((len(agents), num_modes))
+    means = np.zeros((len(agents), num_modes, steps, 2))
+    covs = np.zeros((len(agents), num_modes, steps, 2, 2))
+    for n, agent in enumerate(agents):
+        k = len(agent.weights)
+        weights[n, :k] = agent.weights
+        means[n, :k] = agent.means_m
+        covs[n, :k] = agent.covariances_m2
+    return Mixtures(weights=weights, means_m=means, chol_m=cholesky_2x2(covs))
+
+
+def _whiten(chol: np.ndarray, vec: np.ndarray) -> np.ndarray:
+    """Solve L w = vec for (..., 2, 2) lower-triangular L and (..., 2) vec."""
+    l11 = np.maximum(chol[..., 0, 0], _MIN_STD_M)
+    l22 = np.maximum(chol[..., 1, 1], _MIN_STD_M)
+    w0 = vec[..., 0] / l11
+    w1 = (vec[..., 1] - chol[..., 1, 0] * w0) / l22
+    return np.stack([w0, w1], axis=-1)
+
+
+def _velocity(xy: np.ndarray, dt_s: float) -> np.ndarray:
+    if xy.shape[-2] < 2:
+        return np.zeros_like(xy)
+    return np.gradient(xy, dt_s, axis=-2)
+
+
+def _signed_log(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def _at(values: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """values (N, K, T, ...) at per-(agent, mode) steps (N, K) -> (N, K, ...)."""
+    n, k = np.meshgrid(np.arange(values.shape[0]), np.arange(values.shape[1]), indexing="ij")
+    return values[n, k, step]
+
+
+def mode_features(mix: Mixtures, ego_plan_xy_m: np.ndarray, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """(features (N, K, NUM_FEATURES), frames (N, K, 2, 2)) of every mode against the ego plan.
+
+    ``frames[n, k]`` has columns u (towards the ego at the Mahalanobis-closest step) and u_perp, so a
+    latent shift s in the frame is ``z = frames @ s``. Padded modes get zero features and the identity frame.
+    """
+    ego = np.asarray(ego_plan_xy_m, dtype=np.float64)
+    steps = mix.means_m.shape[2]
+    if ego.shape != (steps, 2) or not np.all(np.isfinite(ego)):
+        raise ValueError(f"ego_plan_xy_m must be finite with shape ({steps}, 2), got {ego.shape}")
+    horizon_s = steps * dt_s
+    rel = ego[None, None] - mix.means_m  # (N, K, T, 2)
+    dist = np.linalg.norm(rel, axis=-1)
+    white = _whiten(mix.chol_m, rel)
+    maha = np.linalg.norm(white, axis=-1)
+    t_dist, t_maha = np.argmin(dist, axis=-1), np.argmin(maha, axis=-1)
+    w_star = _at(white, t_maha)
+    norm = np.linalg.norm(w_star, axis=-1, keepdims=True)
+    u = np.where(norm > 1e-9, w_star / np.maximum(norm, 1e-9), np.array([1.0, 0.0]))
+    u_perp = np.stack([-u[..., 1], u[..., 0]], axis=-1)
+    frames = np.stack([u, u_perp], axis=-1)  # columns u, u_perp
+    v_rel = _velocity(ego, dt_s)[None, None] - _velocity(mix.means_m, dt_s)  # (N, K, T, 2)
+    v_star = _at(v_rel, t_maha)
+    v_white = _whiten(_at(mix.chol_m, t_maha), v_star)  # d w / dt, ignoring the spread's own growth
+    std_star = np.sqrt(0.5 * np.sum(_at(mix.chol_m, t_maha) ** 2, axis=(-2, -1)))
+    weights = mix.weights
+    features = np.stack([
+        np.maximum(np.log(np.maximum(weights, 1e-300)), _LOG_WEIGHT_FLOOR) / -_LOG_WEIGHT_FLOOR,
+        weights,
+        np.log1p(np.min(dist, axis=-1) / _DISTANCE_SCALE_M),
+        (t_dist + 1) * dt_s / horizon_s,
+        np.log1p(np.min(maha, axis=-1)),
+        (t_maha + 1) * dt_s / horizon_s,
+        _signed_log(np.sum(v_white * u, axis=-1)),
+        _signed_log(np.sum(v_white * u_perp, axis=-1)),
+        np.linalg.norm(v_star, axis=-1) / _SPEED_SCALE_MPS,
+        np.log(np.maximum(std_star, _MIN_STD_M)),
+        np.log1p(_at(maha, t_dist)),
+        np.log1p(np.linalg.norm(_at(rel, t_maha), axis=-1) / _DISTANCE_SCALE_M),
+    ], axis=-1)
+    present = weights > 0.0
+    features = np.where(present[..., None], features, 0.0)
+    frames = np.where(present[..., None, None], frames, np.eye(2))
+    return features.astype(np.float32), frames
