@@ -15,7 +15,7 @@ WALL_LIMIT_S = 150.0
 
 def run_demo(out_dir: str, launch_args: dict[str, str] | None = None, wall_limit_s: float = WALL_LIMIT_S) -> int:
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rich.console import Console
 
     from rap_planner.ros.bag_recorder import BagRecorder
@@ -37,7 +37,7 @@ def run_demo(out_dir: str, launch_args: dict[str, str] | None = None, wall_limit
 
         shutil.rmtree(bag_path)
     recorder = BagRecorder(bag_path)
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = SingleThreadedExecutor()
     for node in [*nodes, recorder]:
         executor.add_node(node)
     start = time.monotonic()

@@ -117,7 +117,7 @@ def _measure(role: str, agents: int, rate_hz: float, duration_s: float, warmup_s
 def _child(role: str) -> None:
     """The other side: the composed stack, or a relay that echoes tracks straight back."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -139,7 +139,7 @@ def _child(role: str) -> None:
                  PlannerNode(parameter_overrides=[Parameter("trigger_on_predictions", value=True),
                                                   Parameter("lane_offsets_m", value=list(LANES_Y_M)),
                                                   Parameter("speed_limit_mps", value=33.0)])]
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = SingleThreadedExecutor()
     for n in nodes:
         executor.add_node(n)
     with contextlib.suppress(KeyboardInterrupt, ExternalShutdownException):

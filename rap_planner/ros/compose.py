@@ -1,11 +1,15 @@
-"""Runs a launch description's nodes composed in one process on one multi-threaded executor."""
+"""Runs a launch description's nodes composed in one process on one executor.
+
+Single-threaded on purpose: callbacks run in a fixed order (reproducible lock-step runs), and Python
+callbacks gain no parallelism from rclpy's MultiThreadedExecutor under the GIL.
+"""
 
 from __future__ import annotations
 
 import time
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
 from rap_planner.ros.entry import node_class
@@ -27,7 +31,7 @@ def run(description: LaunchDescription, duration_s: float | None = None) -> int:
     """Spin until Ctrl-C (or ``duration_s``, or a node asking to stop via ``finished``)."""
     rclpy.init()
     nodes = create_nodes(description)
-    executor = MultiThreadedExecutor(num_threads=max(2, len(nodes)))
+    executor = SingleThreadedExecutor()
     for node in nodes:
         executor.add_node(node)
     end = None if duration_s is None else time.monotonic() + duration_s

@@ -11,8 +11,6 @@ from predictor_synth import make_highway_table
 from rap_planner.core.predictor.model import PredictorConfig
 from rap_planner.data.tracks import TrackTable
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-
 
 @pytest.fixture
 def tiny_config() -> PredictorConfig:

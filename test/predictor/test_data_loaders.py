@@ -1,9 +1,12 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
-from conftest import FIXTURES
 
 from rap_planner.data.highd import load_highd
 from rap_planner.data.ngsim import FEET_TO_M, load_ngsim
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def test_ngsim_units_frame_and_front_to_centre():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mcap_ros2.reader import read_ros2_messages
 from nav_msgs.msg import Odometry
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from rap_planner.core.types import EgoState, TrackedAgent
@@ -38,7 +38,7 @@ def _record_source(context, path: Path) -> None:
     pub_tracks = source.create_publisher(TrackedAgentArray, TOPICS[0], qos)
     pub_odom = source.create_publisher(Odometry, TOPICS[1], qos)
     recorder = BagRecorder(path, topics=TOPICS, context=context)
-    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor = SingleThreadedExecutor(context=context)
     executor.add_node(source)
     executor.add_node(recorder)
     spin = threading.Thread(target=lambda: _spin_until(executor, lambda: sum(recorder.counts.values()) >= 2 * COUNT,
@@ -72,7 +72,7 @@ def test_record_play_record_keeps_content_order_and_timing(rclpy_context, record
     replay_path = tmp_path / "replayed_bag"
     recorder = BagRecorder(replay_path, topics=TOPICS, context=rclpy_context)
     player = BagPlayer(recorded_bag, PlayOptions(rate=1.0), context=rclpy_context)
-    executor = MultiThreadedExecutor(num_threads=2, context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
     executor.add_node(recorder)
     spin = threading.Thread(target=lambda: _spin_until(executor, lambda: sum(recorder.counts.values()) >= 2 * COUNT,
                                                        40.0))

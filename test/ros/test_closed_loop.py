@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from mcap_ros2.reader import read_ros2_messages
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 
 from rap_planner.ros.bag_recorder import BagRecorder
 from rap_planner.ros.compose import create_nodes
@@ -26,7 +26,7 @@ def test_lockstep_closed_loop_runs_and_records_a_bag(rclpy_context, tmp_path):
     nodes = create_nodes(description, context=rclpy_context)
     sim = next(n for n in nodes if n.get_name() == "sim")
     recorder = BagRecorder(tmp_path / "bag", context=rclpy_context)
-    executor = MultiThreadedExecutor(num_threads=4, context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
     for node in [*nodes, recorder]:
         executor.add_node(node)
     deadline = time.monotonic() + 90.0

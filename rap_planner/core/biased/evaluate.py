@@ -65,7 +65,8 @@ def default_eval_scenes(seed: int = 0, didactic_variations: int = 12, highway_sc
     The variations come from the evaluation seed stream, so none of them is a training scene.
     """
     scenes = [EvalScene("didactic", "didactic_default", didactic_scene())]
-    scenes += [EvalScene("didactic_var", f"didactic_{i}", didactic_variation(scene_rng(seed, EVAL_STREAM, "didactic", i)))
+    scenes += [EvalScene("didactic_var", f"didactic_{i}",
+                         didactic_variation(scene_rng(seed, EVAL_STREAM, "didactic", i)))
                for i in range(didactic_variations)]
     scenes += [EvalScene("highway", f"highway_{i}", highway_variation(scene_rng(seed, EVAL_STREAM, "highway", i)))
                for i in range(highway_scenes)]

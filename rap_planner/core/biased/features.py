@@ -1,12 +1,15 @@
 """What the biased encoder sees: per (agent, mode) features of the forecast relative to the ego plan.
 
 The latent of one agent is (mode k, z), the sample being ``mean_k + L_k z`` with ``L_k`` the per-step
-Cholesky factor (as ``core/scenarios.py`` draws it). The encoder shifts z, so what it needs is where z
-has to go to bring the agent onto the ego: at the step where the mode mean is closest to the ego in
-whitened units (Mahalanobis distance), the whitened offset ``w = L^-1 (ego - mean)`` is exactly the z
-that puts the agent on the ego. Its direction ``u`` and the perpendicular ``u_perp`` form the mode's
-*frame*; the encoder's shift and scales are expressed in that frame, so they do not depend on the
-world frame's orientation, and every feature is a distance, time, speed or probability.
+Cholesky factor (as ``core/scenarios.py`` draws it). In z space the ego plan is the curve
+``w(t) = L_t^-1 (ego_t - mean_t)``: z = w(t) puts the agent on the ego at step t. The encoder shifts
+z, so it is told where that curve passes closest to the origin (the Mahalanobis-closest step t*),
+in the mode's *frame*: e1 along the curve (the whitened relative velocity; moving z along it changes
+*when* the agent is where the ego will be), e2 across it (the miss distance). That frame stays
+well defined when the mode mean runs straight through the ego (w(t*) = 0); without relative motion
+e2 points at w(t*). Every feature is a distance, time, speed, size or probability, so nothing
+depends on the world frame's orientation. Two scene features (total and share of nearby
+probability mass) tell the encoder whether an agent's risk is one of many.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import numpy as np
 from rap_planner.core.scenarios import cholesky_2x2
 from rap_planner.core.types import ForecastSet
 
-NUM_FEATURES = 12
+NUM_FEATURES = 16
 _MIN_STD_M = 1e-3  # Cholesky diagonals below this are clamped when whitening (a near-degenerate spread)
 _LOG_WEIGHT_FLOOR = -14.0  # log of mode weights, clipped (a 1e-6 mode is as good as absent)
 _SPEED_SCALE_MPS = 10.0
 _DISTANCE_SCALE_M = 1.0
+_STILL_WHITE_PER_S = 0.05  # whitened relative speed below which the frame falls back to w(t*)
+EGO_SIZE_M = (4.5, 1.8)  # length, width assumed for the ego (the EgoState default)
 
 
 @dataclass
@@ -32,6 +37,8 @@ class Mixtures:
     weights: np.ndarray  # (N, K) mode probabilities, 0 for padding
     means_m: np.ndarray  # (N, K, T, 2)
     chol_m: np.ndarray  # (N, K, T, 2, 2) lower Cholesky factors of the covariances
+    lengths_m: np.ndarray  # (N,)
+    widths_m: np.ndarray  # (N,)
 
     @property
     def num_agents(self) -> int:
@@ -72,7 +79,9 @@ def mixtures(forecasts: ForecastSet) -> Mixtures:
         weights[n, :k] = agent.weights
         means[n, :k] = agent.means_m
         covs[n, :k] = agent.covariances_m2
-    return Mixtures(weights=weights, means_m=means, chol_m=cholesky_2x2(covs))
+    return Mixtures(weights=weights, means_m=means, chol_m=cholesky_2x2(covs),
+                    lengths_m=np.array([a.length_m for a in agents], dtype=np.float64),
+                    widths_m=np.array([a.width_m for a in agents], dtype=np.float64))
 
 
 def _whiten(chol: np.ndarray, vec: np.ndarray) -> np.ndarray:
@@ -100,11 +109,23 @@ def _at(values: np.ndarray, step: np.ndarray) -> np.ndarray:
     return values[n, k, step]
 
 
-def mode_features(mix: Mixtures, ego_plan_xy_m: np.ndarray, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
+def _frames(white_star: np.ndarray, v_white: np.ndarray) -> np.ndarray:
+    """(N, K, 2, 2) frames with columns e1 (along the relative motion) and e2 (across it)."""
+    speed = np.linalg.norm(v_white, axis=-1, keepdims=True)
+    norm = np.linalg.norm(white_star, axis=-1, keepdims=True)
+    towards = np.where(norm > 1e-9, white_star / np.maximum(norm, 1e-9), np.array([0.0, 1.0]))
+    fallback = np.stack([towards[..., 1], -towards[..., 0]], axis=-1)  # e2 = rot90(e1) = towards
+    e1 = np.where(speed > _STILL_WHITE_PER_S, v_white / np.maximum(speed, 1e-9), fallback)
+    e2 = np.stack([-e1[..., 1], e1[..., 0]], axis=-1)
+    return np.stack([e1, e2], axis=-1)
+
+
+def mode_features(mix: Mixtures, ego_plan_xy_m: np.ndarray, dt_s: float,
+                  ego_size_m: tuple[float, float] = EGO_SIZE_M) -> tuple[np.ndarray, np.ndarray]:
     """(features (N, K, NUM_FEATURES), frames (N, K, 2, 2)) of every mode against the ego plan.
 
-    ``frames[n, k]`` has columns u (towards the ego at the Mahalanobis-closest step) and u_perp, so a
-    latent shift s in the frame is ``z = frames @ s``. Padded modes get zero features and the identity frame.
+    A latent shift s in the frame is ``z = frames @ s``. Padded modes get zero features and the
+    identity frame.
     """
     ego = np.asarray(ego_plan_xy_m, dtype=np.float64)
     steps = mix.means_m.shape[2]
@@ -116,29 +137,37 @@ def mode_features(mix: Mixtures, ego_plan_xy_m: np.ndarray, dt_s: float) -> tupl
     white = _whiten(mix.chol_m, rel)
     maha = np.linalg.norm(white, axis=-1)
     t_dist, t_maha = np.argmin(dist, axis=-1), np.argmin(maha, axis=-1)
-    w_star = _at(white, t_maha)
-    norm = np.linalg.norm(w_star, axis=-1, keepdims=True)
-    u = np.where(norm > 1e-9, w_star / np.maximum(norm, 1e-9), np.array([1.0, 0.0]))
-    u_perp = np.stack([-u[..., 1], u[..., 0]], axis=-1)
-    frames = np.stack([u, u_perp], axis=-1)  # columns u, u_perp
-    v_rel = _velocity(ego, dt_s)[None, None] - _velocity(mix.means_m, dt_s)  # (N, K, T, 2)
-    v_star = _at(v_rel, t_maha)
-    v_white = _whiten(_at(mix.chol_m, t_maha), v_star)  # d w / dt, ignoring the spread's own growth
-    std_star = np.sqrt(0.5 * np.sum(_at(mix.chol_m, t_maha) ** 2, axis=(-2, -1)))
+    chol_star = _at(mix.chol_m, t_maha)
+    white_star = _at(white, t_maha)
+    v_star = _at(_velocity(ego, dt_s)[None, None] - _velocity(mix.means_m, dt_s), t_maha)
+    v_white = _whiten(chol_star, v_star)  # d w / dt, ignoring the spread's own growth
+    frames = _frames(white_star, v_white)
+    along = np.sum(white_star * frames[..., 0], axis=-1)
+    across = np.sum(white_star * frames[..., 1], axis=-1)
+    std_star = np.maximum(np.sqrt(0.5 * np.sum(chol_star**2, axis=(-2, -1))), _MIN_STD_M)
+    reach_len = 0.5 * (mix.lengths_m[:, None] + ego_size_m[0]) / std_star
+    reach_wid = 0.5 * (mix.widths_m[:, None] + ego_size_m[1]) / std_star
+    m_min = np.min(maha, axis=-1)
     weights = mix.weights
+    nearby = np.sum(weights * np.exp(-0.5 * np.maximum(m_min - 0.5 * (reach_len + reach_wid), 0.0) ** 2), axis=-1)
+    total = np.sum(nearby)
     features = np.stack([
         np.maximum(np.log(np.maximum(weights, 1e-300)), _LOG_WEIGHT_FLOOR) / -_LOG_WEIGHT_FLOOR,
         weights,
         np.log1p(np.min(dist, axis=-1) / _DISTANCE_SCALE_M),
         (t_dist + 1) * dt_s / horizon_s,
-        np.log1p(np.min(maha, axis=-1)),
+        np.log1p(m_min),
         (t_maha + 1) * dt_s / horizon_s,
-        _signed_log(np.sum(v_white * u, axis=-1)),
-        _signed_log(np.sum(v_white * u_perp, axis=-1)),
+        _signed_log(along),
+        _signed_log(across),
+        np.log1p(np.linalg.norm(v_white, axis=-1)),
         np.linalg.norm(v_star, axis=-1) / _SPEED_SCALE_MPS,
-        np.log(np.maximum(std_star, _MIN_STD_M)),
+        np.log(std_star),
         np.log1p(_at(maha, t_dist)),
-        np.log1p(np.linalg.norm(_at(rel, t_maha), axis=-1) / _DISTANCE_SCALE_M),
+        np.log1p(reach_len),
+        np.log1p(reach_wid),
+        np.broadcast_to((nearby / max(total, 1e-12))[:, None], weights.shape),
+        np.full(weights.shape, np.log1p(total)),
     ], axis=-1)
     present = weights > 0.0
     features = np.where(present[..., None], features, 0.0)
