@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import torch
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -43,6 +44,7 @@ class PredictorNode(Node):
     def __init__(self, **kwargs):
         super().__init__("predictor", **kwargs)
         self.params = ParameterSet(self, PARAMS, on_change=self._apply_params)
+        torch.set_num_threads(1)  # a second thread only adds tail latency when the other core is busy
         path = self.params["model_path"]
         self.model = ForecastModel.load(path) if path else ForecastModel.default()
         cfg = self.model.config
