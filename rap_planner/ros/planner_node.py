@@ -41,8 +41,8 @@ PARAMS = (
     ParamSpec("odom_timeout_s", 0.5, "Odometry older than this triggers the braking fallback [s].", 0.05, 5.0),
     ParamSpec("target_speed_mps", 0.0, "Desired cruise speed; 0: the reference's speed limit [m/s].", 0.0, 60.0),
     ParamSpec("speed_limit_mps", 0.0, "Speed limit of the reference path; 0: none [m/s].", 0.0, 60.0),
-    ParamSpec("w_collision", 5000.0, "Cost per second of full footprint overlap [-].", 0.0, 1e7),
-    ParamSpec("w_ttc", 200.0, "Scale of RAP's time-to-collision cost, per second [-].", 0.0, 1e7),
+    ParamSpec("w_collision", 20000.0, "Cost per second of full footprint overlap [-].", 0.0, 1e7),
+    ParamSpec("w_ttc", 1000.0, "Scale of RAP's time-to-collision cost, per second [-].", 0.0, 1e7),
     ParamSpec("w_progress", 1.0, "Cost weight of speed tracking [-].", 0.0, 1e6),
     ParamSpec("w_comfort", 0.1, "Cost weight of acceleration and jerk [-].", 0.0, 1e6),
     ParamSpec("w_lane", 1.0, "Cost weight of lateral offset from the target lane [-].", 0.0, 1e6),
@@ -60,6 +60,10 @@ PARAMS = (
 )
 
 
+TIME_JUMP_BACK_S = 1.0  # lock-step: inputs this far behind the last plan mean time was reset (as in history.py)
+MAX_REFERENCE_LENGTH_M = 100_000.0  # resampled every 0.5 m: about 0.1 s and a few MB to build
+
+
 def _config_problem(values: dict) -> str | None:
     try:
         planner_config(values)
@@ -75,6 +79,12 @@ def reference_from_params(values: dict) -> ReferencePath:
 
 
 def reference_from_polyline(xy: np.ndarray, values: dict) -> ReferencePath:
+    """Raises ValueError for an unusable polyline, including one too long to resample (a hostile length of
+    1e300 m overflows, 1e9 m would take terabytes)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        length_m = float(np.hypot(*np.diff(np.asarray(xy, float).reshape(-1, 2), axis=0).T).sum())
+    if length_m > MAX_REFERENCE_LENGTH_M:  # NaN is not: ReferencePath names non-finite points itself
+        raise ValueError(f"reference path is {length_m:.3g} m long; at most {MAX_REFERENCE_LENGTH_M:.0f} m accepted")
     return ReferencePath.from_polyline(xy, lane_width_m=values["lane_width_m"],
                                        lane_offsets_m=np.asarray(values["lane_offsets_m"], float),
                                        speed_limit_mps=values["speed_limit_mps"] or None)
@@ -137,6 +147,10 @@ class PlannerNode(Node):
         if not self.params["trigger_on_predictions"] or self.ego is None or self.forecasts is None:
             return
         stamp_s = self.forecasts.stamp_s
+        if stamp_s < self._planned_stamp_s - TIME_JUMP_BACK_S:  # simulator reset or bag loop: start over
+            self.problems.report("time_jump", f"forecasts at {stamp_s:.3f} s after a plan at "
+                                 f"{self._planned_stamp_s:.3f} s: lock-step planning restarted")
+            self._planned_stamp_s = -float("inf")
         if self.ego.stamp_s + 1e-6 < stamp_s or stamp_s <= self._planned_stamp_s:
             return
         self._planned_stamp_s = stamp_s
