@@ -34,44 +34,46 @@ def rap_planner_typestore():
     return store
 
 
-class BagRecorder(Node):
-    """Subscribes to ``topics`` (or every topic it discovers when None) and writes what arrives."""
+class RawTopicTap(Node):
+    """Discovers topics (``topics`` or all) and hands each message's CDR bytes to ``on_message``.
 
-    def __init__(self, path: str | Path | None, topics: list[str] | None = None, storage: str = "mcap", **kwargs):
-        """``path`` None: output, topics and storage come from the node's parameters (RECORDER_PARAMS)."""
-        super().__init__("bag_recorder", **kwargs)
-        if path is None:
-            values = ParameterSet(self, RECORDER_PARAMS).values
-            path, topics, storage = values["output"], [t for t in values["topics"] if t] or None, values["storage"]
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    No deserialisation: the recorder and the Foxglove bridge forward bytes as they arrive.
+    """
+
+    def __init__(self, name: str, topics: list[str] | None, **kwargs):
+        super().__init__(name, **kwargs)
         self.typestore = rap_planner_typestore()
-        self.writer = Writer(self.path, version=9, storage_plugin=plugin)
-        self.writer.open()
-        self._closed = False
         self.wanted = set(topics) if topics else None
-        self.connections: dict[str, object] = {}
+        self.tapped: dict[str, str | None] = {}  # topic -> type (None: skipped)
         self.counts: dict[str, int] = {}
+
+    def start_discovery(self) -> None:
         self.create_timer(0.2, self._discover)
         self._discover()
 
+    def open_topic(self, topic: str, msgtype: str) -> None:
+        """Called once per new topic before its first message."""
+
+    def on_message(self, topic: str, data: bytes, stamp_ns: int) -> None:
+        raise NotImplementedError
+
     def _discover(self) -> None:
         for topic, types in self.get_topic_names_and_types():
-            if topic in self.connections or (self.wanted is not None and topic not in self.wanted):
+            if topic in self.tapped or (self.wanted is not None and topic not in self.wanted):
                 continue
             if topic in ("/rosout", "/parameter_events") and self.wanted is None:
                 continue
             msgtype = types[0]
             if msgtype not in self.typestore.types:
-                self.get_logger().warning(f"not recording {topic}: type {msgtype} unknown to the bag typestore")
-                self.connections[topic] = None
+                self.get_logger().warning(f"skipping {topic}: type {msgtype} unknown to the typestore")
+                self.tapped[topic] = None
                 continue
-            self.connections[topic] = self.writer.add_connection(topic, msgtype, typestore=self.typestore)
+            self.tapped[topic] = msgtype
             self.counts[topic] = 0
+            self.open_topic(topic, msgtype)
             qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=self._durability(topic))
             self.create_subscription(message_class(msgtype), topic,
-                                     lambda data, info, t=topic: self._write(t, data, info), qos, raw=True)
+                                     lambda data, info, t=topic: self._receive(t, data, info), qos, raw=True)
 
     def _durability(self, topic: str) -> DurabilityPolicy:
         """Transient-local only if every publisher offers it (latched topics such as the reference path)."""
@@ -79,11 +81,36 @@ class BagRecorder(Node):
         latched = bool(offered) and all(d == DurabilityPolicy.TRANSIENT_LOCAL for d in offered)
         return DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE
 
-    def _write(self, topic: str, data: bytes, info) -> None:
+    def _receive(self, topic: str, data: bytes, info) -> None:
         """Stamped with the publisher's source timestamp: receive times jitter with executor load."""
-        stamp_ns = info["source_timestamp"] or self.get_clock().now().nanoseconds
-        self.writer.write(self.connections[topic], stamp_ns, data)
         self.counts[topic] += 1
+        self.on_message(topic, data, info["source_timestamp"] or self.get_clock().now().nanoseconds)
+
+
+class BagRecorder(RawTopicTap):
+    """Writes every tapped topic into a rosbag2 (MCAP or sqlite3) with full message definitions."""
+
+    def __init__(self, path: str | Path | None, topics: list[str] | None = None, storage: str = "mcap", **kwargs):
+        """``path`` None: output, topics and storage come from the node's parameters (RECORDER_PARAMS)."""
+        super().__init__("bag_recorder", topics, **kwargs)
+        if path is None:
+            values = ParameterSet(self, RECORDER_PARAMS).values
+            path, storage = values["output"], values["storage"]
+            self.wanted = {t for t in values["topics"] if t} or None
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        self.writer = Writer(self.path, version=9, storage_plugin=plugin)
+        self.writer.open()
+        self._closed = False
+        self.connections: dict[str, object] = {}
+        self.start_discovery()
+
+    def open_topic(self, topic: str, msgtype: str) -> None:
+        self.connections[topic] = self.writer.add_connection(topic, msgtype, typestore=self.typestore)
+
+    def on_message(self, topic: str, data: bytes, stamp_ns: int) -> None:
+        self.writer.write(self.connections[topic], stamp_ns, data)
 
     def close(self) -> Path:
         if not self._closed:

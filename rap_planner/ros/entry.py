@@ -11,6 +11,7 @@ NODES = {
     "sim_node": "rap_planner.ros.sim_node:SimNode",
     "bag_player_node": "rap_planner.ros.bag_player:BagPlayerNode",
     "bag_recorder_node": "rap_planner.ros.bag_recorder:BagRecorderNode",
+    "foxglove_bridge": "rap_planner.ros.foxglove_bridge:FoxgloveBridge",
 }
 
 

@@ -2,7 +2,7 @@
 
 One declarative description serves both worlds: `ros2 launch rap_planner sim.launch.xml` in a full
 ROS 2 install, and this interpreter of the same XML here. It understands exactly the subset our
-launch files use (`arg`, `node`, `param` with `name`/`value` or `from`, `remap`, and the
+launch files use (`arg`, `node` with `if`/`unless`, `param` with `name`/`value` or `from`, `remap`, and the
 substitutions `$(var NAME)` and `$(find-pkg-share rap_planner)`) and refuses anything else, so
 the two can never silently drift. All nodes run composed in one process on one executor.
 """
@@ -79,7 +79,8 @@ def parse(path: Path, overrides: dict[str, str] | None = None) -> LaunchDescript
             else:
                 raise ValueError(f"launch argument '{name}' has no default: pass {name}:=VALUE")
         elif element.tag == "node":
-            nodes.append(_node(element, values))
+            if _enabled(element, values):
+                nodes.append(_node(element, values))
         else:
             raise ValueError(f"{path}: <{element.tag}> is not supported by rap-planner up")
     if overrides:
@@ -99,6 +100,19 @@ def _substitute(text: str, values: dict[str, str]) -> str:
         return str(share_dir())
 
     return _SUBST.sub(replace, text)
+
+
+def _enabled(element: ET.Element, values: dict[str, str]) -> bool:
+    """The `if` / `unless` attributes of ros2 launch, with its truth values."""
+    for attr, wanted in (("if", True), ("unless", False)):
+        text = element.get(attr)
+        if text is not None:
+            value = _substitute(text, values).strip().lower()
+            if value not in ("true", "false", "1", "0"):
+                raise ValueError(f"{attr}='{text}' must be true or false, got '{value}'")
+            if (value in ("true", "1")) != wanted:
+                return False
+    return True
 
 
 def _node(element: ET.Element, values: dict[str, str]) -> NodeDescription:

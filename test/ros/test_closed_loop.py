@@ -44,3 +44,21 @@ def test_lockstep_closed_loop_runs_and_records_a_bag(rclpy_context, tmp_path):
     assert len(frames) >= 25 and all(f.plan_xy_m is not None for f in frames[1:])
     topics = {m.channel.topic for m in read_ros2_messages(str(next((tmp_path / "bag").glob("*.mcap"))))}
     assert {"/perception/tracked_agents", "/ego/odom", "/prediction/agents", "/planning/plan"} <= topics
+
+
+def test_foxglove_flag_adds_a_live_websocket_server(rclpy_context):
+    import socket
+
+    description = parse(launch_file("sim.launch.xml"), {"foxglove": "true"})
+    assert [n.executable for n in description.nodes][-1] == "foxglove_bridge"
+    assert "foxglove_bridge" not in [n.executable for n in parse(launch_file("sim.launch.xml")).nodes]
+    from rclpy.parameter import Parameter
+
+    from rap_planner.ros.foxglove_bridge import FoxgloveBridge
+
+    bridge = FoxgloveBridge(context=rclpy_context, parameter_overrides=[Parameter("port", value=18765)])
+    try:
+        with socket.create_connection(("127.0.0.1", 18765), timeout=5.0):
+            pass
+    finally:
+        bridge.destroy_node()
