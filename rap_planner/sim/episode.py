@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rap_planner.core.types import EgoState, ForecastSet, Plan
+from rap_planner.sim.geometry import footprint
 from rap_planner.sim.render import EpisodeFrame, frame_from
 from rap_planner.sim.world import SumoWorld
 
@@ -33,6 +34,9 @@ def follow_plan(plan: Plan | None, ego: EgoState, t_s: float) -> tuple[float, fl
     x, y, v = (float(np.interp(t_s, times, plan.states[:, i])) for i in (0, 1, 3))
     yaw = float(np.interp(t_s, times, np.unwrap(plan.states[:, 2])))
     return x, y, yaw, max(v, 0.0)
+
+
+NEAR_M = 20.0  # footprint distances are computed for agents this close (centre gap less half lengths)
 
 
 @dataclass
@@ -85,15 +89,19 @@ class EpisodeRecorder:
                                           text=f"t={world.time_s:4.1f} s  v={ego.v_mps:4.1f} m/s"))
 
     def _update_proximity(self, ego: EgoState, agents) -> None:
-        """Bumper-to-bumper gap (centre distance less half lengths) and TTC to agents in the ego's lane ahead."""
+        """Footprint-to-footprint distance (0 when touching) and TTC to agents in the ego's lane ahead."""
         if not agents:
             return
         rel = np.array([[a.x_m - ego.x_m, a.y_m - ego.y_m] for a in agents])
         vel = np.array([[a.vx_mps - ego.v_mps * math.cos(ego.yaw_rad), a.vy_mps - ego.v_mps * math.sin(ego.yaw_rad)]
                         for a in agents])
         half = np.array([0.5 * (a.length_m + ego.length_m) for a in agents])
-        gap = np.linalg.norm(rel, axis=1) - half
-        self.metrics.min_distance_m = min(self.metrics.min_distance_m, float(gap.min()))
+        near = np.flatnonzero(np.linalg.norm(rel, axis=1) < half + NEAR_M)
+        if near.size:
+            ego_box = footprint(ego.x_m, ego.y_m, ego.yaw_rad, ego.length_m, ego.width_m)
+            gaps = [ego_box.distance(footprint(a.x_m, a.y_m, a.yaw_rad, a.length_m, a.width_m))
+                    for a in (agents[i] for i in near)]
+            self.metrics.min_distance_m = min(self.metrics.min_distance_m, float(min(gaps)))
         heading = np.array([math.cos(ego.yaw_rad), math.sin(ego.yaw_rad)])
         ahead = rel @ heading
         lateral = np.abs(rel @ np.array([-heading[1], heading[0]]))
