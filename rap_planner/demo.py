@@ -59,8 +59,8 @@ def run_demo(out_dir: str, launch_args: dict[str, str] | None = None, wall_limit
         node.destroy_node()
     rclpy.try_shutdown()
     with console.status("rendering"):
-        written = render_episode(frames, out / "episode.png", out / "episode.gif", scenario=args["scenario"]) \
-            if frames else []
+        written = render_episode(frames, out / "episode.png", out / "episode.gif", scenario=args["scenario"],
+                                 png_frame=sim.recorder.closest_frame) if frames else []
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     console.print(f"[bold]episode[/]: {summary.get('events') or 'stopped at the wall-clock limit'}; "
                   f"{summary['steps']} steps, progress {summary['progress_m']} m, "

@@ -65,6 +65,8 @@ class EpisodeRecorder:
         self._start_s = world.ego_progress_m()
         self._forecasts: ForecastSet | None = None
         self._accels: list[float] = []
+        self._closest_m = math.inf
+        self.closest_frame = -1  # the frame of the closest approach: the one worth a still picture
 
     def set_forecasts(self, forecasts: ForecastSet) -> None:
         self._forecasts = forecasts
@@ -85,8 +87,10 @@ class EpisodeRecorder:
             m.plan_latency_ms.append(1e3 * plan.planning_time_s)
         self._update_proximity(ego, agents)
         if self.keep_frames:
-            self.frames.append(frame_from(world.time_s, ego, agents, self._forecasts, plan,
-                                          text=f"t={world.time_s:4.1f} s  v={ego.v_mps:4.1f} m/s"))
+            if self.metrics.min_distance_m < self._closest_m:
+                self._closest_m = self.metrics.min_distance_m
+                self.closest_frame = len(self.frames)
+            self.frames.append(frame_from(world.time_s, ego, agents, self._forecasts, plan))
 
     def _update_proximity(self, ego: EgoState, agents) -> None:
         """Footprint-to-footprint distance (0 when touching) and TTC to agents in the ego's lane ahead."""
