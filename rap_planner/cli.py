@@ -45,6 +45,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from rap_planner.core.predictor.bench import run_predictor_bench
 
         result = run_predictor_bench(agents=args.agents, repeats=args.repeats)
+    elif args.target == "soak":
+        from rap_planner.bench.soak import run_soak
+
+        result = run_soak(agents=args.agents, rate_hz=args.rate, minutes=args.minutes)
     else:
         from rap_planner.bench.e2e import run_e2e_bench
 
@@ -223,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     param.set_defaults(func=_cmd_param)
 
     bench = sub.add_parser("bench", help="latency benchmarks (p50/p95) against a baseline in the same run")
-    bench.add_argument("target", choices=["planner", "predictor", "e2e"])
+    bench.add_argument("target", choices=["planner", "predictor", "e2e", "soak"])
+    bench.add_argument("--rate", type=float, default=20.0, help="soak: tracks per second")
+    bench.add_argument("--minutes", type=float, default=10.0, help="soak: duration")
     bench.add_argument("--duration", type=float, default=20.0, help="e2e: measured seconds")
     bench.add_argument("--agents", type=int, default=32)
     bench.add_argument("--scenarios", type=int, default=64)
