@@ -32,7 +32,7 @@ from rap_planner.ros.conversions import (
     tracked_agents_to_msg,
 )
 from rap_planner.ros.params import ParameterSet, ParamSpec
-from rap_planner.sim.episode import EpisodeRecorder, follow_plan
+from rap_planner.sim.episode import EpisodeRecorder, follow_plan, stop_line_agents
 from rap_planner.sim.scenarios import SCENARIOS
 from rap_planner.sim.world import SumoWorld, noisy_agents
 
@@ -101,6 +101,7 @@ class SimNode(Node):
         self.pub_clock.publish(Clock(clock=s_to_stamp(t)))
         agents = noisy_agents(self.world.agents(), self.rng, self.params["pos_noise_m"],
                               self.params["vel_noise_mps"], self.params["dropout_prob"])
+        agents += stop_line_agents(self.world)
         self.pub_agents.publish(tracked_agents_to_msg(agents, t, frame))
         self.pub_odom.publish(ego_to_odometry(self.world.ego(), frame))
         self._published_at = time.monotonic()

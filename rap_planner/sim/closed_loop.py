@@ -18,7 +18,7 @@ from rap_planner.core.history import AgentHistoryBuffer
 from rap_planner.core.planner import PlannerConfig, RiskAwarePlanner
 from rap_planner.core.predictor.runtime import ForecastModel
 from rap_planner.core.reference_path import ReferencePath
-from rap_planner.sim.episode import EpisodeRecorder, follow_plan
+from rap_planner.sim.episode import EpisodeRecorder, follow_plan, stop_line_agents
 from rap_planner.sim.world import SumoWorld, noisy_agents
 
 
@@ -52,6 +52,7 @@ def run_episode(loop: LoopConfig, planner_config: PlannerConfig, model: Forecast
         while True:
             now_s = world.time_s
             agents = noisy_agents(world.agents(), rng, loop.pos_noise_m, loop.vel_noise_mps, loop.dropout_prob)
+            agents += stop_line_agents(world)
             buffer.update(agents, now_s)
             ego = world.ego()
             forecasts = forecast_agents(model, buffer, np.array([ego.x_m, ego.y_m]))

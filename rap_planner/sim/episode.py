@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rap_planner.core.types import EgoState, ForecastSet, Plan
+from rap_planner.core.types import EgoState, ForecastSet, Plan, TrackedAgent
 from rap_planner.sim.geometry import footprint
 from rap_planner.sim.render import EpisodeFrame, frame_from
 from rap_planner.sim.world import SumoWorld
@@ -37,6 +37,35 @@ def follow_plan(plan: Plan | None, ego: EgoState, t_s: float) -> tuple[float, fl
 
 
 NEAR_M = 20.0  # footprint distances are computed for agents this close (centre gap less half lengths)
+
+
+STOP_LINE_AGENT_ID = 1_000_000_000  # reserved track id of the virtual wall at a red light
+COMFORT_DECEL_MPS2 = 3.0  # a yellow light closer than the comfortable stopping distance is driven through
+SIGNAL_RANGE_M = 120.0
+
+
+def stop_line_agents(world: SumoWorld) -> list[TrackedAgent]:
+    """A red (or stoppable yellow) light ahead as a virtual wall across the ego's lane.
+
+    The planner has no map layer: like a perception stack reporting a stop line as an obstacle,
+    the simulator's "tracker" reports the wall, and prediction and planning treat it like any
+    standing object.
+    """
+    signal = world.ego_signal() if world.ego_present else None
+    if signal is None:
+        return []
+    distance_m, state = signal
+    ego = world.ego()
+    stopping_m = ego.v_mps**2 / (2.0 * COMFORT_DECEL_MPS2)
+    red = state in ("r", "s")
+    stoppable_yellow = state == "y" and distance_m > stopping_m
+    if distance_m > SIGNAL_RANGE_M or not (red or stoppable_yellow):
+        return []
+    reference = world.reference_path()
+    s_ego_m, _ = reference.project(ego.x_m, ego.y_m)
+    x, y, yaw = reference.point_at(s_ego_m + 0.5 * ego.length_m + distance_m + 1.0)
+    return [TrackedAgent(STOP_LINE_AGENT_ID, world.time_s, x, y, yaw, 0.0, 0.0, length_m=2.0,
+                         width_m=reference.lane_width_m, classification=0)]
 
 
 @dataclass
