@@ -204,7 +204,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
             print(f"launch arguments are NAME:=VALUE, got '{item}'", file=sys.stderr)
             return 2
         overrides[key] = value
-    return run(parse(launch_file(name), overrides), duration_s=args.duration)
+    try:
+        description = parse(launch_file(name), overrides)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return run(description, duration_s=args.duration)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
