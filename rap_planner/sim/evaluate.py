@@ -18,6 +18,7 @@ from tqdm import tqdm
 from rap_planner.config import planner_config, planner_parameters
 from rap_planner.core.planner import PlannerConfig
 
+EVAL_SOLVER_TIME_LIMIT_S = 1.0
 COLUMNS = ("risk_level", "seed", "collision", "goal_reached", "duration_s", "progress_m", "min_distance_m",
            "min_ttc_s", "max_abs_jerk_mps3", "fallback_count", "plan_p50_ms", "plan_p95_ms")
 
@@ -41,7 +42,9 @@ def _run_task(task: EpisodeTask) -> dict:
     from rap_planner.sim.closed_loop import LoopConfig, run_episode
 
     model = ForecastModel.load(task.model_path) if task.model_path else ForecastModel.default()
-    config = replace(task.planner, risk_level=task.risk_level, risk_measure=task.risk_measure)
+    # lock-step evaluation waits for the solver: outcomes must not depend on how busy the machine is
+    config = replace(task.planner, risk_level=task.risk_level, risk_measure=task.risk_measure,
+                     refine_time_limit_s=EVAL_SOLVER_TIME_LIMIT_S)
     m = run_episode(LoopConfig(scenario=task.scenario, seed=task.seed), config, model).metrics
     latency = np.asarray(m.plan_latency_ms) if m.plan_latency_ms else np.zeros(1)
     return {"risk_level": task.risk_level, "seed": task.seed, "collision": m.collision,
