@@ -115,3 +115,32 @@ def test_truncated_bag_is_reported_after_the_readable_part(recorded_bag, tmp_pat
 def test_missing_bag_is_a_clear_error(tmp_path):
     with pytest.raises(BagError, match="no bag"):
         bag_info(tmp_path / "nothing_here")
+
+
+def test_recording_is_flushed_and_closed_on_sigterm(rclpy_context, tmp_path):
+    """`rap-planner bag record` stopped by SIGTERM leaves a complete, readable bag."""
+    import signal
+    import subprocess
+    import sys
+
+    import rclpy
+
+    bag = tmp_path / "sigterm_bag"
+    proc = subprocess.Popen([sys.executable, "-m", "rap_planner.cli", "bag", "record", str(bag), "--topics",
+                             TOPICS[1]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    node = rclpy.create_node("sigterm_source", context=rclpy_context)
+    pub = node.create_publisher(Odometry, TOPICS[1], QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    try:
+        deadline = time.monotonic() + 30.0
+        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for i in range(20):
+            pub.publish(ego_to_odometry(EgoState(float(i), float(i), 0.0, 0.0, 1.0)))
+        assert pub.wait_for_all_acked(rclpy.duration.Duration(seconds=10))
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        node.destroy_node()
+    assert proc.returncode == 0, err
+    assert bag_info(bag).topics == {TOPICS[1]: ("nav_msgs/msg/Odometry", 20)}
