@@ -45,7 +45,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from rap_planner.core.predictor.bench import run_predictor_bench
 
         result = run_predictor_bench(agents=args.agents, repeats=args.repeats)
-        print(f"predictor benchmark: {result['agents']} agents, K={result['modes']}, {result['horizon_s']:g} s horizon, "
+        print(f"predictor benchmark: {result['agents']} agents, K={result['modes']}, {result['horizon_s']:g} s, "
               f"{result['num_threads']} torch thread(s), {result['repeats']} scenes")
         print(f"  attention-LSTM  p50 {result['p50_ms']:6.2f} ms   p95 {result['p95_ms']:6.2f} ms   "
               f"throughput {1e3 / result['p50_ms']:6.0f} scenes/s")
