@@ -23,6 +23,7 @@ class UpdateReport:
     dropped_nonfinite: int = 0
     dropped_duplicate_id: int = 0
     dropped_over_capacity: int = 0
+    restarted_jump: int = 0  # tracks restarted because the agent jumped (an id reused by the tracker)
     rejected_stale_message: bool = False
     reset_time_jump: bool = False
     problems: list[str] = field(default_factory=list)
@@ -43,9 +44,12 @@ class AgentHistoryBuffer:
     """Keeps the last ``history_s`` of each agent; forgets agents unseen for ``max_age_s``."""
 
     def __init__(self, history_s: float = 3.0, dt_s: float = 0.2, max_age_s: float = 1.0,
-                 max_agents: int = 64, reset_on_jump_back_s: float = 1.0, backfill_s: float = 1.0):
+                 max_agents: int = 64, reset_on_jump_back_s: float = 1.0, backfill_s: float = 1.0,
+                 max_jump_speed_mps: float = 100.0, jump_slack_m: float = 5.0):
         """``backfill_s``: a newly seen agent's history is extended this far into the past at its
-        tracked velocity, so a predictor does not take a car that just appeared for a standing one."""
+        tracked velocity, so a predictor does not take a car that just appeared for a standing one.
+        An observation farther from the agent's last one than ``max_jump_speed_mps`` * elapsed time +
+        ``jump_slack_m`` is a different object under a reused id: its track starts over."""
         if not (history_s > 0 and dt_s > 0 and max_age_s > 0 and max_agents > 0):
             raise ValueError("history_s, dt_s, max_age_s and max_agents must be positive")
         self.history_s = history_s
@@ -55,6 +59,8 @@ class AgentHistoryBuffer:
         self.max_agents = max_agents
         self.reset_on_jump_back_s = reset_on_jump_back_s
         self.backfill_s = backfill_s
+        self.max_jump_speed_mps = max_jump_speed_mps
+        self.jump_slack_m = jump_slack_m
         self._tracks: dict[int, deque[tuple[float, float, float, float, float]]] = {}
         self._sizes: dict[int, tuple[float, float]] = {}
         self.last_stamp_s: float | None = None
@@ -103,6 +109,14 @@ class AgentHistoryBuffer:
             return
         seen.add(agent.agent_id)
         track = self._tracks.setdefault(agent.agent_id, deque())
+        if track:
+            t_last, x_last, y_last = track[-1][:3]
+            jump_m = math.hypot(agent.x_m - x_last, agent.y_m - y_last)
+            if jump_m > self.max_jump_speed_mps * (stamp_s - t_last) + self.jump_slack_m:
+                track.clear()
+                report.restarted_jump += 1
+                report.problems.append(f"agent {agent.agent_id} jumped {jump_m:.0f} m in {stamp_s - t_last:.2f} s: "
+                                       "history restarted (id reused?)")
         vx, vy = (agent.vx_mps, agent.vy_mps) if math.isfinite(agent.vx_mps + agent.vy_mps) else (0.0, 0.0)
         track.append((stamp_s, agent.x_m, agent.y_m, vx, vy))
         while track and track[0][0] < stamp_s - self.history_s - 2 * self.dt_s:

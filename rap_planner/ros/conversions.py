@@ -20,6 +20,13 @@ from rap_planner.msg import (
 )
 from rap_planner.msg import TrackedAgent as TrackedAgentMsg
 
+MAX_AGENT_ID = 2**63 - 1  # ids are uint64 on the wire but int64 arrays in the core (history, scenarios)
+# Beyond these a value is not a pose or speed in a local map frame (UTM stays below 1e7 m) but an error; one such
+# track drags the predictor's float32 origin so far that every other agent's forecast degrades or turns NaN.
+MAX_ABS_POSITION_M = 1e7
+MAX_SPEED_MPS = 1e3
+MAX_FORECAST_STEPS = 1000  # as the predictor's config; 2^32-1 steps made the planner allocate 32 GB
+
 
 def stamp_to_s(stamp: Time) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
@@ -80,11 +87,17 @@ def tracked_agents_from_msg(msg: TrackedAgentArray) -> tuple[list[TrackedAgent],
     problems: list[str] = []
     for a in msg.agents:
         values = (a.x, a.y, a.yaw, a.vx, a.vy, a.length, a.width)
+        if a.id > MAX_AGENT_ID:
+            problems.append(f"agent {a.id}: id above 2^63-1 (the core keeps ids as int64)")
+            continue
         if not all(math.isfinite(v) for v in values):
             problems.append(f"agent {a.id}: non-finite pose/velocity/size")
             continue
         if not (0.0 < a.length < 50.0 and 0.0 < a.width < 10.0):
             problems.append(f"agent {a.id}: footprint {a.length:.1f}x{a.width:.1f} m out of range")
+            continue
+        if max(abs(a.x), abs(a.y)) > MAX_ABS_POSITION_M or math.hypot(a.vx, a.vy) > MAX_SPEED_MPS:
+            problems.append(f"agent {a.id}: position ({a.x:.3g}, {a.y:.3g}) m or speed out of range")
             continue
         has_acc = a.has_acceleration and math.isfinite(a.ax) and math.isfinite(a.ay)
         agents.append(TrackedAgent(agent_id=int(a.id), stamp_s=stamp_s, x_m=a.x, y_m=a.y, yaw_rad=a.yaw,
@@ -125,14 +138,18 @@ def forecast_set_to_msg(forecasts: ForecastSet, frame_id: str = "map") -> Predic
 
 
 def forecast_set_from_msg(msg: PredictionArray) -> ForecastSet:
-    """Raises ValueError naming the first inconsistency (array lengths, non-finite values, dt)."""
+    """Raises ValueError naming the first inconsistency (array lengths, non-finite values, dt, covariances)."""
     steps, modes, samples = int(msg.num_steps), int(msg.num_modes), int(msg.num_samples)
     if not (math.isfinite(msg.dt) and msg.dt > 0.0):
         raise ValueError(f"prediction dt {msg.dt} is not a positive number")
     if steps == 0 and msg.agents:
         raise ValueError("prediction has agents but num_steps is 0")
+    if steps > MAX_FORECAST_STEPS:
+        raise ValueError(f"prediction num_steps {steps} is above {MAX_FORECAST_STEPS}")
     agents = []
     for a in msg.agents:
+        if a.id > MAX_AGENT_ID:
+            raise ValueError(f"agent {a.id}: id above 2^63-1 (the core keeps ids as int64)")
         weights = _np(a.mode_weights).astype(np.float64)
         k = weights.shape[0]
         if k == 0 or (modes and k > modes):
@@ -145,6 +162,10 @@ def forecast_set_from_msg(msg: PredictionArray) -> ForecastSet:
             raise ValueError(f"agent {a.id}: non-finite values in the forecast")
         if weights.min() < 0.0 or weights.sum() <= 0.0:
             raise ValueError(f"agent {a.id}: mode weights must be non-negative with a positive sum")
+        if cxx.min() < 0.0 or cyy.min() < 0.0 or np.any(cxy * cxy > cxx * cyy * (1.0 + 1e-3) + 1e-9):
+            raise ValueError(f"agent {a.id}: covariances must be positive semi-definite")
+        if not (0.0 < a.length < 50.0 and 0.0 < a.width < 10.0):
+            raise ValueError(f"agent {a.id}: footprint {a.length:.3g}x{a.width:.3g} m out of range")
         cov = np.stack([np.stack([cxx, cxy], -1), np.stack([cxy, cyy], -1)], -2)
         samples_m = None
         if samples:
@@ -230,11 +251,13 @@ def ego_to_odometry(ego: EgoState, frame_id: str = "map", child_frame_id: str = 
 
 
 def odometry_to_ego(msg: Odometry, length_m: float = 4.5, width_m: float = 1.8) -> EgoState:
-    """Raises ValueError on non-finite pose or speed."""
+    """Raises ValueError on non-finite or out-of-range pose or speed."""
     p, o = msg.pose.pose.position, msg.pose.pose.orientation
     yaw = quaternion_to_yaw(o.x, o.y, o.z, o.w)
     v = math.hypot(msg.twist.twist.linear.x, msg.twist.twist.linear.y)
     if not all(math.isfinite(x) for x in (p.x, p.y, yaw, v)):
         raise ValueError("odometry holds non-finite pose or twist")
+    if max(abs(p.x), abs(p.y)) > MAX_ABS_POSITION_M or v > MAX_SPEED_MPS:
+        raise ValueError(f"odometry position ({p.x:.3g}, {p.y:.3g}) m or speed {v:.3g} m/s out of range")
     return EgoState(stamp_s=stamp_to_s(msg.header.stamp), x_m=p.x, y_m=p.y, yaw_rad=yaw,
                     v_mps=math.copysign(v, msg.twist.twist.linear.x or 1.0), length_m=length_m, width_m=width_m)

@@ -84,9 +84,15 @@ class PredictorNode(Node):
             agents, problems = tracked_agents_from_msg(msg)
             for p in problems:
                 self.problems.report("bad_agent", p)
+            if len(agents) > self.buffer.max_agents and self._ego_xy_m is not None:  # nearest take the free slots
+                ego_x, ego_y = self._ego_xy_m
+                agents.sort(key=lambda a: (a.x_m - ego_x) ** 2 + (a.y_m - ego_y) ** 2)
             report = self.buffer.update(agents, stamp_to_s(msg.header.stamp))
             for p in report.problems:
                 self.problems.report("bad_tracks", p)
+            if report.dropped_over_capacity:
+                self.problems.report("over_capacity", f"{report.dropped_over_capacity} agents not tracked: "
+                                     f"max_agents = {self.buffer.max_agents} reached")
             self._new_data = self._new_data or report.accepted > 0 or report.reset_time_jump
             if self.params["trigger_on_tracks"] and not report.rejected_stale_message:
                 self._predict_and_publish()

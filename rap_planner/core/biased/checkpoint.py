@@ -80,8 +80,8 @@ def read_tensors(path: str | Path, expected: dict[str, torch.Tensor] | None = No
     for key, value in tensors.items():
         ref = None if expected is None else expected[key]
         if ref is not None and (value.shape != ref.shape or value.dtype != ref.dtype):
-            raise BiasedCheckpointError(f"{path}: tensor {key!r} is {value.dtype} {tuple(value.shape)}, "
-                                        f"expected {ref.dtype} {tuple(ref.shape)}")
+            raise BiasedCheckpointError(f"{path}: tensor {key!r} has shape {tuple(value.shape)} ({value.dtype}), "
+                                        f"expected shape {tuple(ref.shape)} ({ref.dtype})")
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise BiasedCheckpointError(f"{path}: tensor {key!r} holds non-finite values")
     return tensors

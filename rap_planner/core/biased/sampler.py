@@ -2,10 +2,10 @@
 
 A CVaR_alpha estimate from S samples of the base distribution p sees the (1 - alpha) tail only
 through about (1 - alpha) S of them. The *biased encoder* (a small MLP) proposes, per agent, a
-distribution q_b over the latent (mode k, standard normal z) that leans towards the ego's plan:
-mode probabilities q(k) and a Gaussian N(mu, diag sigma^2) on z, expressed in the mode's frame
-(towards the ego, perpendicular; see ``features.py``). Its outputs are multiplied by the risk level
-alpha, so alpha = 0 is exactly p.
+distribution q_b over the latent (mode k, standard normal z) that leans towards the risk of the
+ego's plan: mode probabilities q(k) and a Gaussian N(mu, diag sigma^2) on z, expressed in the
+mode's frame (along / across the relative motion at the closest approach; see ``features.py``).
+Its outputs are multiplied by the risk level alpha, so alpha = 0 is exactly p.
 
 What the planner gets is a *defensive mixture*: ``tail_fraction`` of the S samples from q_b, the
 rest from p, each weighted by the balance heuristic ``p / ((S_p / S) p + (S_b / S) q_b)``
@@ -14,9 +14,11 @@ weights self-normalised (as every weighted estimator here does) a q_b that sits 
 the bulk unrepresented and the tail's weights are inflated to sum to one; the p share keeps the
 bulk in the sample and bounds every weight by S / S_p.
 
-Mode draws are stratified per component exactly as ``core/scenarios.py`` does, and with no biased
-share (alpha = 0, or S = 1) the draws consume the random stream like ``sample_scenarios``: the same
-seed gives the same samples.
+Mode draws are stratified per component exactly as ``core/scenarios.py`` does; the normals of a
+biased draw are Latin-hypercube stratified as well (each draw is still exactly N(0, I) or
+N(mu, sigma) on its own, so the weights are unchanged, but the S draws spread evenly). With no
+biased share (alpha = 0, or S = 1) the draws consume the random stream like ``sample_scenarios``:
+the same seed gives the same samples as the planner's own unbiased sampling.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.special import ndtri
 from torch import nn
 
 from rap_planner.core.biased.checkpoint import BiasedCheckpointError, read_sidecar, read_tensors, write_checkpoint
@@ -35,10 +38,11 @@ from rap_planner.core.biased.features import NUM_FEATURES, Mixtures, mixtures, m
 from rap_planner.core.risk import validate_risk_level
 from rap_planner.core.scenarios import systematic_modes, validate_forecasts
 from rap_planner.core.types import ForecastSet
+from rap_planner.paths import models_dir
 
 FORMAT = "rap_planner.biased_sampler"
+DEFAULT_SAMPLER = models_dir() / "biased_sampler.safetensors"
 ABSENT_LOG_WEIGHT = -1e4  # log p(k) of padded modes: exp() is exactly 0, differences stay finite
-_LOG_TWO_PI = math.log(2.0 * math.pi)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class BiasedSamplerConfig:
     max_shift: float = 5.0  # |mu| per frame axis, in standard deviations of z
     max_log_scale: float = 1.5  # |log sigma| per frame axis
     max_logit_boost: float = 8.0  # |change of a mode's logit|
+    stratify_normals: bool = True  # Latin-hypercube z when biased (alpha = 0 stays the planner's sampler)
 
     def validate(self) -> None:
         """Raise ValueError naming the first unusable field."""
@@ -142,6 +147,46 @@ def base_latents(weights: np.ndarray, num: int, rng: np.random.Generator) -> tup
     return modes.T, z
 
 
+def stratified_normals(num_agents: int, num: int, rng: np.random.Generator) -> np.ndarray:
+    """(S, N, 2) standard normals, Latin-hypercube stratified over the S draws per agent and axis.
+
+    Each draw is still exactly N(0, I) on its own (so importance weights stay valid), but the S draws
+    cover every 1/S probability slice of each axis once: fewer samples for the same accuracy.
+    """
+    slots = rng.permuted(np.tile(np.arange(num), (num_agents, 2, 1)), axis=2)  # (N, 2, S)
+    u = (slots + rng.random(slots.shape)) / num
+    return ndtri(u).transpose(2, 0, 1)
+
+
+def normals(num_agents: int, num: int, rng: np.random.Generator, stratify: bool) -> np.ndarray:
+    """(S, N, 2) standard normals, Latin-hypercube stratified or plain."""
+    if stratify:
+        return stratified_normals(num_agents, num, rng)
+    return rng.standard_normal((num_agents, num, 2)).transpose(1, 0, 2)
+
+
+def draw_biased(params: BiasParams, frames: np.ndarray, num: int, rng: np.random.Generator,
+                stratify: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(modes (S, N), z (S, N, 2)) from q_b of one scene (``params`` with batch dim 1, frames (N, K, 2, 2))."""
+    q = np.exp(params.log_q[0].double().numpy())
+    num_agents = q.shape[0]
+    modes = systematic_modes(q / q.sum(axis=1, keepdims=True), num, rng).T
+    eps = normals(num_agents, num, rng, stratify)
+    agents = np.arange(num_agents)[None, :]
+    shift = params.shift[0].double().numpy()[agents, modes]
+    scale = np.exp(params.log_scale[0].double().numpy()[agents, modes])
+    return modes, np.einsum("snij,snj->sni", frames[agents, modes], shift + scale * eps)
+
+
+def mixture_log_density(log_ratio: np.ndarray | torch.Tensor, num_base: int, num_biased: int):
+    """log m / p of the defensive mixture m = (S_p p + S_b q_b) / S, from log q_b / p; weights are p / m."""
+    total = num_base + num_biased
+    share_p, share_b = math.log(num_base / total), math.log(num_biased / total)
+    if isinstance(log_ratio, torch.Tensor):
+        return torch.logaddexp(torch.full_like(log_ratio, share_p), share_b + log_ratio)
+    return np.logaddexp(share_p, share_b + log_ratio)
+
+
 class BiasedSampler(nn.Module):
     """The biased encoder: (per-mode features, alpha) -> q_b; ``sample`` draws weighted joint samples."""
 
@@ -159,6 +204,7 @@ class BiasedSampler(nn.Module):
         nn.init.zeros_(self.head.weight)  # start at q_b = p: training moves away only where it pays
         nn.init.zeros_(self.head.bias)
         self.metadata: dict = {}
+        self.source = "untrained (q_b = p)"
 
     def forward(self, features: torch.Tensor, log_w: torch.Tensor, alpha: torch.Tensor) -> BiasParams:
         """q_b for ``features`` (..., N, K, F), ``log_w`` (..., N, K) and ``alpha`` (...)."""
@@ -223,23 +269,17 @@ class BiasedSampler(nn.Module):
                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """S_p draws from p then S_b from q_b, with balance-heuristic weights."""
         params, frames = self.bias(mix, plan, dt_s, alpha)
-        modes_p, z_p = base_latents(mix.weights, num - num_b, rng)
-        q = np.exp(params.log_q[0].double().numpy())
-        modes_b = systematic_modes(q / q.sum(axis=1, keepdims=True), num_b, rng).T  # (S_b, N)
-        agents = np.arange(mix.num_agents)[None, :]
-        eps = rng.standard_normal((mix.num_agents, num_b, 2)).transpose(1, 0, 2)
-        shift = params.shift[0].double().numpy()[agents, modes_b]
-        scale = np.exp(params.log_scale[0].double().numpy()[agents, modes_b])
-        z_b = np.einsum("snij,snj->sni", frames[agents, modes_b], shift + scale * eps)
-        modes = np.concatenate([modes_p, modes_b])
-        z = np.concatenate([z_p, z_b])
-        log_ratio = latent_log_ratio(
-            _double(params), torch.from_numpy(log_weights(mix.weights))[None], torch.from_numpy(frames)[None],
-            torch.from_numpy(modes)[None], torch.from_numpy(z)[None],
-        )[0].numpy()
-        share_p, share_b = (num - num_b) / num, num_b / num
-        log_w = -np.logaddexp(math.log(share_p), math.log(share_b) + log_ratio)
-        weights = np.exp(log_w - log_w.max())
+        params = _double(params)
+        stratify = self.config.stratify_normals
+        modes_p = systematic_modes(mix.weights, num - num_b, rng).T
+        z_p = normals(mix.num_agents, num - num_b, rng, stratify)
+        modes_b, z_b = draw_biased(params, frames, num_b, rng, stratify)
+        modes, z = np.concatenate([modes_p, modes_b]), np.concatenate([z_p, z_b])
+        log_ratio = latent_log_ratio(params, torch.from_numpy(log_weights(mix.weights))[None],
+                                     torch.from_numpy(frames)[None], torch.from_numpy(modes)[None],
+                                     torch.from_numpy(z)[None])[0].numpy()
+        log_m = mixture_log_density(log_ratio, num - num_b, num_b)
+        weights = np.exp(-log_m - np.max(-log_m))
         return modes, z, weights / weights.sum()
 
     # ------------------------------------------------------------------ files
@@ -260,7 +300,16 @@ class BiasedSampler(nn.Module):
         sampler = cls(config)
         sampler.load_state_dict(read_tensors(path, sampler.state_dict()), strict=True)
         sampler.metadata = sidecar.get("metadata", {}) if isinstance(sidecar.get("metadata"), dict) else {}
+        sampler.source = str(path)
         return sampler.eval()
+
+    @classmethod
+    def default(cls) -> BiasedSampler:
+        """The shipped sampler when installed, else an untrained one (q_b = p: valid, merely unbiased weights).
+
+        ``source`` says which; a corrupt shipped file still raises.
+        """
+        return cls.load(DEFAULT_SAMPLER) if DEFAULT_SAMPLER.is_file() else cls().eval()
 
 
 def _bounded(x: torch.Tensor, limit: float) -> torch.Tensor:

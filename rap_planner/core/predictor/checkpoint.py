@@ -58,7 +58,7 @@ def read_sidecar(path: str | Path) -> dict:
         raise CheckpointError(f"{side}: sidecar is implausibly large")
     try:
         data = json.loads(side.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{side}: sidecar is not valid JSON ({exc})") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{side}: not a {FORMAT} checkpoint sidecar")
@@ -138,7 +138,7 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: str | Path) -> None:
     path = Path(path)
     try:
         sidecar = json.loads(sidecar_path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{sidecar_path(path)}: unreadable optimizer sidecar ({exc})") from exc
     if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT + ".optimizer":
         raise CheckpointError(f"{sidecar_path(path)}: not an optimizer sidecar")
