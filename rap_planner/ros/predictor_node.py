@@ -15,11 +15,13 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from visualization_msgs.msg import MarkerArray
 
+from rap_planner.core.biased.sampler import BiasedSampler
 from rap_planner.core.forecasting import forecast_agents
 from rap_planner.core.history import AgentHistoryBuffer
 from rap_planner.core.predictor.runtime import ForecastModel
-from rap_planner.msg import PredictionArray, TrackedAgentArray
-from rap_planner.ros.conversions import forecast_set_to_msg, stamp_to_s, tracked_agents_from_msg
+from rap_planner.core.types import ForecastSet, Plan
+from rap_planner.msg import PredictionArray, RiskAwarePlan, TrackedAgentArray
+from rap_planner.ros.conversions import forecast_set_to_msg, plan_from_msg, stamp_to_s, tracked_agents_from_msg
 from rap_planner.ros.diagnostics import InputProblems
 from rap_planner.ros.markers import forecast_markers
 from rap_planner.ros.params import ParameterSet, ParamSpec
@@ -36,6 +38,10 @@ PARAMS = (
     ParamSpec("trigger_on_tracks", False, "Predict as soon as tracks arrive (lock-step simulation) instead of on "
               "the timer."),
     ParamSpec("publish_markers", True, "Publish /viz/prediction markers."),
+    ParamSpec("biased_samples", 0, "Risk-biased weighted joint samples per cycle for the ego's current plan "
+              "(RAP); 0: mixtures only [-].", 0, 1024),
+    ParamSpec("sample_risk_level", 0.9, "Risk level the samples are biased for [-].", 0.0, 0.999),
+    ParamSpec("sampler_path", "", "Biased sampler checkpoint; empty: the shipped one.", read_only=True),
     ParamSpec("marker_rate_hz", 2.0, "Marker publishing rate: markers cost more than the forecasts [Hz].", 0.1, 50.0),
 )
 
@@ -55,6 +61,11 @@ class PredictorNode(Node):
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(TrackedAgentArray, "/perception/tracked_agents", self._on_tracks, reliable)
         self.create_subscription(Odometry, "/ego/odom", self._on_odom, reliable)
+        self.create_subscription(RiskAwarePlan, "/planning/plan", self._on_plan, reliable)
+        self._ego_plan: Plan | None = None
+        self._sample_seed = 0
+        sampler_path = self.params["sampler_path"]
+        self.sampler = BiasedSampler.load(sampler_path) if sampler_path else BiasedSampler.default()
         self._ego_xy_m: np.ndarray | None = None
         self.pub_predictions = self.create_publisher(PredictionArray, "/prediction/agents", reliable)
         self.pub_markers = self.create_publisher(MarkerArray, "/viz/prediction", 1)
@@ -68,6 +79,23 @@ class PredictorNode(Node):
         self.buffer.max_age_s = values["max_track_age_s"]
         self.buffer.max_agents = values["max_agents"]
         self.timer.timer_period_ns = int(1e9 / values["rate_hz"])
+
+    def _on_plan(self, msg: RiskAwarePlan) -> None:
+        """The ego's current plan: what the risk-biased samples are drawn against."""
+        plan = plan_from_msg(msg)
+        if len(plan.times_s) and np.isfinite(plan.states[:, :2]).all():
+            self._ego_plan = plan
+
+    def with_biased_samples(self, forecasts: ForecastSet) -> ForecastSet:
+        """RAP: joint samples biased toward the risk of the ego's plan, with importance weights."""
+        count = self.params["biased_samples"]
+        if count == 0 or self._ego_plan is None or not forecasts.agents:
+            return forecasts
+        times_s = forecasts.stamp_s + forecasts.dt_s * np.arange(1, forecasts.num_steps + 1)
+        plan_times_s = self._ego_plan.stamp_s + np.asarray(self._ego_plan.times_s)
+        plan_xy = np.stack([np.interp(times_s, plan_times_s, self._ego_plan.states[:, i]) for i in (0, 1)], axis=1)
+        self._sample_seed += 1
+        return self.sampler.sample(forecasts, plan_xy, self.params["sample_risk_level"], count, self._sample_seed)
 
     def _on_odom(self, msg: Odometry) -> None:
         """The ego position decides which agents get the learned model when there are too many."""
@@ -107,7 +135,7 @@ class PredictorNode(Node):
         self._new_data = False
         try:
             start = time.perf_counter()
-            forecasts = forecast_agents(self.model, self.buffer, self._ego_xy_m)
+            forecasts = self.with_biased_samples(forecast_agents(self.model, self.buffer, self._ego_xy_m))
             msg = forecast_set_to_msg(forecasts, self.params["frame_id"])
             self.pub_predictions.publish(msg)
             self.last_latency_s = time.perf_counter() - start

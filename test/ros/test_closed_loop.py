@@ -7,6 +7,7 @@ import time
 from mcap_ros2.reader import read_ros2_messages
 from rclpy.executors import SingleThreadedExecutor
 
+from rap_planner.msg import PredictionArray
 from rap_planner.ros.bag_recorder import BagRecorder
 from rap_planner.ros.compose import create_nodes
 from rap_planner.ros.launch_xml import declared_args, launch_file, parse
@@ -62,3 +63,30 @@ def test_foxglove_flag_adds_a_live_websocket_server(rclpy_context):
             pass
     finally:
         bridge.destroy_node()
+
+
+def test_lockstep_loop_with_risk_biased_samples(rclpy_context):
+    """The predictor publishes RAP-biased weighted samples for the ego's plan; the planner plans on them."""
+    description = parse(launch_file("sim.launch.xml"), {"lockstep": "true", "seed": "5"})
+    next(n for n in description.nodes if n.name == "predictor").params["biased_samples"] = 16
+    nodes = create_nodes(description, context=rclpy_context)
+    sim, predictor, planner = nodes
+    seen = []
+    predictor.create_subscription(PredictionArray, "/prediction/agents", seen.append, 10)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    for node in nodes:
+        executor.add_node(node)
+    deadline = time.monotonic() + 60.0
+    try:
+        while sim.world.time_s < 2.0 and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+    finally:
+        executor.shutdown()
+        for node in nodes:
+            node.destroy_node()
+    biased = [m for m in seen if m.num_samples == 16]
+    assert biased, "no prediction carried biased samples"
+    m = biased[-1]
+    assert abs(sum(m.sample_weights) - 1.0) < 1e-4 and abs(m.sample_risk_level - 0.9) < 1e-6
+    assert all(len(a.sample_x) == 16 * m.num_steps for a in m.agents)
+    assert planner.last_plan is not None and planner.last_plan.ok and planner.last_plan.num_scenarios == 16
