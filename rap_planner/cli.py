@@ -118,7 +118,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         levels = [float(v) for v in args.risk_levels.split(",")]
         seeds = list(range(args.first_seed, args.first_seed + args.seeds))
         result = evaluate_closed_loop(args.scenario, seeds, levels, args.out, risk_measure=args.risk_measure,
-                                      model_path=args.checkpoint, workers=args.workers)
+                                      model_path=args.checkpoint, workers=args.workers,
+                                      biased_samples=args.biased_samples, num_scenarios=args.scenarios)
         for level, row in result["per_risk_level"].items():
             print(f"alpha={level}: collision rate {row['collision_rate']:.2f}, progress {row['progress_m']:.0f} m, "
                   f"plan p95 {row['plan_p95_ms']:.0f} ms")
@@ -292,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--first-seed", type=int, default=0)
     ev.add_argument("--risk-levels", default="0,0.5,0.9,0.95", help="closed-loop: comma-separated")
     ev.add_argument("--risk-measure", default="cvar")
+    ev.add_argument("--biased-samples", type=int, default=0,
+                    help="closed-loop: plan on this many RAP risk-biased weighted samples instead of unbiased draws")
+    ev.add_argument("--scenarios", type=int, default=None, help="closed-loop: unbiased scenarios per plan")
     ev.add_argument("--workers", type=int, default=2, help="closed-loop: parallel processes")
     ev.add_argument("--out", default=None, help="output folder (default outputs/eval/<target>)")
     ev.add_argument("--json", action="store_true", help="print one JSON object on the last line")

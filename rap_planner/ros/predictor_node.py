@@ -16,7 +16,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from visualization_msgs.msg import MarkerArray
 
 from rap_planner.core.biased.sampler import BiasedSampler
-from rap_planner.core.forecasting import forecast_agents
+from rap_planner.core.forecasting import forecast_agents, plan_on_grid
 from rap_planner.core.history import AgentHistoryBuffer
 from rap_planner.core.predictor.runtime import ForecastModel
 from rap_planner.core.types import ForecastSet, Plan
@@ -91,11 +91,9 @@ class PredictorNode(Node):
         count = self.params["biased_samples"]
         if count == 0 or self._ego_plan is None or not forecasts.agents:
             return forecasts
-        times_s = forecasts.stamp_s + forecasts.dt_s * np.arange(1, forecasts.num_steps + 1)
-        plan_times_s = self._ego_plan.stamp_s + np.asarray(self._ego_plan.times_s)
-        plan_xy = np.stack([np.interp(times_s, plan_times_s, self._ego_plan.states[:, i]) for i in (0, 1)], axis=1)
         self._sample_seed += 1
-        return self.sampler.sample(forecasts, plan_xy, self.params["sample_risk_level"], count, self._sample_seed)
+        return self.sampler.sample(forecasts, plan_on_grid(self._ego_plan, forecasts), self.params["sample_risk_level"],
+                                   count, self._sample_seed)
 
     def _on_odom(self, msg: Odometry) -> None:
         """The ego position decides which agents get the learned model when there are too many."""

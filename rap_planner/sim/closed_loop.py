@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rap_planner.core.forecasting import forecast_agents
+from rap_planner.core.biased.sampler import BiasedSampler
+from rap_planner.core.forecasting import forecast_agents, plan_on_grid
 from rap_planner.core.history import AgentHistoryBuffer
 from rap_planner.core.planner import PlannerConfig, RiskAwarePlanner
 from rap_planner.core.predictor.runtime import ForecastModel
@@ -31,6 +32,7 @@ class LoopConfig:
     vel_noise_mps: float = 0.0
     dropout_prob: float = 0.0
     keep_frames: bool = False
+    biased_samples: int = 0  # >0: RAP risk-biased weighted samples for the last plan replace the planner's draws
 
 
 def planning_reference(world: SumoWorld) -> ReferencePath:
@@ -46,6 +48,8 @@ def run_episode(loop: LoopConfig, planner_config: PlannerConfig, model: Forecast
     rng = np.random.default_rng(loop.seed)
     cfg = model.config
     buffer = AgentHistoryBuffer(history_s=cfg.history_s, dt_s=cfg.dt_s, max_agents=64)
+    sampler = BiasedSampler.default() if loop.biased_samples else None
+    plan = None
     with SumoWorld(loop.scenario, seed=loop.seed, step_s=loop.step_s) as world:
         reference = planning_reference(world)
         recorder = EpisodeRecorder(world, keep_frames=loop.keep_frames)
@@ -56,6 +60,9 @@ def run_episode(loop: LoopConfig, planner_config: PlannerConfig, model: Forecast
             buffer.update(agents, now_s)
             ego = world.ego()
             forecasts = forecast_agents(model, buffer, np.array([ego.x_m, ego.y_m]))
+            if sampler is not None and plan is not None and forecasts.agents:
+                forecasts = sampler.sample(forecasts, plan_on_grid(plan, forecasts), planner.config.risk_level,
+                                           loop.biased_samples, seed=int(round(now_s / loop.step_s)))
             recorder.set_forecasts(forecasts)
             start = time.perf_counter()
             plan = planner.plan(world.ego(), forecasts, reference, now_s)

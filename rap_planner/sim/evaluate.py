@@ -31,6 +31,7 @@ class EpisodeTask:
     risk_measure: str
     planner: PlannerConfig
     model_path: str | None
+    biased_samples: int = 0
 
 
 def _run_task(task: EpisodeTask) -> dict:
@@ -45,7 +46,8 @@ def _run_task(task: EpisodeTask) -> dict:
     # lock-step evaluation waits for the solver: outcomes must not depend on how busy the machine is
     config = replace(task.planner, risk_level=task.risk_level, risk_measure=task.risk_measure,
                      refine_time_limit_s=EVAL_SOLVER_TIME_LIMIT_S)
-    m = run_episode(LoopConfig(scenario=task.scenario, seed=task.seed), config, model).metrics
+    loop = LoopConfig(scenario=task.scenario, seed=task.seed, biased_samples=task.biased_samples)
+    m = run_episode(loop, config, model).metrics
     latency = np.asarray(m.plan_latency_ms) if m.plan_latency_ms else np.zeros(1)
     return {"risk_level": task.risk_level, "seed": task.seed, "collision": m.collision,
             "goal_reached": m.goal_reached, "duration_s": m.duration_s, "progress_m": m.progress_m,
@@ -104,11 +106,15 @@ def _plot(summary: dict[float, dict], path: Path) -> None:
 
 def evaluate_closed_loop(scenario: str, seeds: list[int], risk_levels: list[float], out_dir: str | Path,
                          risk_measure: str = "cvar", planner: PlannerConfig | None = None,
-                         model_path: str | None = None, workers: int = 2) -> dict:
+                         model_path: str | None = None, workers: int = 2, biased_samples: int = 0,
+                         num_scenarios: int | None = None) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     planner = planner or planner_config(planner_parameters(scenario))
-    tasks = [EpisodeTask(scenario, s, lv, risk_measure, planner, model_path) for lv in risk_levels for s in seeds]
+    if num_scenarios is not None:
+        planner = replace(planner, num_scenarios=num_scenarios)
+    tasks = [EpisodeTask(scenario, s, lv, risk_measure, planner, model_path, biased_samples)
+             for lv in risk_levels for s in seeds]
     rows: list[dict] = []
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_run_task, t) for t in tasks]
@@ -122,7 +128,8 @@ def evaluate_closed_loop(scenario: str, seeds: list[int], risk_levels: list[floa
     summary = summarise(rows)
     (out / "summary.md").write_text(_markdown(summary, scenario))
     _plot(summary, out / "risk_vs_outcome.png")
-    result = {"scenario": scenario, "seeds": len(seeds), "planner": asdict(planner) | {"weights": None},
+    result = {"scenario": scenario, "seeds": len(seeds), "biased_samples": biased_samples,
+              "planner": asdict(planner) | {"weights": None},
               "per_risk_level": {f"{lv:g}": v for lv, v in summary.items()},
               "outputs": [str(out / n) for n in ("episodes.csv", "summary.md", "risk_vs_outcome.png")]}
     (out / "summary.json").write_text(json.dumps(result, indent=2, default=str))
