@@ -63,7 +63,7 @@ def _measure(role: str, agents: int, rate_hz: float, duration_s: float, warmup_s
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    from rap_planner.msg import RiskAwarePlan, TrackedAgentArray
+    from rap_planner.msg import PredictionArray, RiskAwarePlan, TrackedAgentArray
     from rap_planner.ros.conversions import ego_to_odometry, stamp_to_s, tracked_agents_to_msg
 
     child = subprocess.Popen(_child_command(role), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -82,6 +82,15 @@ def _measure(role: str, agents: int, rate_hz: float, duration_s: float, warmup_s
             latencies.append(1e3 * (time.perf_counter() - t_pub))
 
     node.create_subscription(answer_type, answer_topic, on_answer, qos)
+
+    def on_forecast(msg) -> None:
+        """Odometry of an instant goes out once its forecast exists, as in lock-step simulation:
+        sent with the tracks, a lagging stack would answer old forecasts under new stamps."""
+        stamp_s = stamp_to_s(msg.header.stamp)
+        pub_odom.publish(ego_to_odometry(EgoState(stamp_s, 25.0 * (stamp_s - 1000.0), 0.0, 0.0, 25.0)))
+
+    if role == "stack":
+        node.create_subscription(PredictionArray, "/prediction/agents", on_forecast, qos)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
@@ -92,7 +101,6 @@ def _measure(role: str, agents: int, rate_hz: float, duration_s: float, warmup_s
         k = 0
         while time.monotonic() - t0 < warmup_s + duration_s:
             stamp_s = 1000.0 + k / rate_hz
-            pub_odom.publish(ego_to_odometry(EgoState(stamp_s, 25.0 * (stamp_s - 1000.0), 0.0, 0.0, 25.0)))
             msg = tracked_agents_to_msg(highway_traffic(agents, stamp_s - 1000.0), stamp_s)
             if k / rate_hz >= warmup_s:
                 sent[round(stamp_s, 6)] = time.perf_counter()
