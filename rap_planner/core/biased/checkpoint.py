@@ -53,7 +53,7 @@ def read_sidecar(path: str | Path, fmt: str) -> dict:
         raise BiasedCheckpointError(f"{side}: sidecar is implausibly large")
     try:
         data = json.loads(side.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise BiasedCheckpointError(f"{side}: sidecar is not valid JSON ({exc})") from exc
     if not isinstance(data, dict) or data.get("format") != fmt:
         raise BiasedCheckpointError(f"{side}: not a {fmt} sidecar")
