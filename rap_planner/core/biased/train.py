@@ -44,14 +44,11 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
 from rap_planner.core.biased.checkpoint import load_optimizer, save_optimizer, sidecar_path
@@ -71,6 +68,7 @@ from rap_planner.core.biased.sampler import (
 )
 from rap_planner.core.risk import CVaR, ValueAtRisk
 from rap_planner.core.scenarios import sample_scenarios
+from rap_planner.core.training import read_config_file, torch_settings
 
 VAL_RISK_LEVELS = (0.5, 0.9, 0.95)  # fixed levels of the validation loss (comparable across epochs)
 SELECT_BY = "val_cvar_err_16"  # the checkpoint kept as best: the sampler's purpose, not its training loss
@@ -109,7 +107,7 @@ class TrainBiasedConfig:
 
     @classmethod
     def from_source(cls, source: str | Path | dict) -> TrainBiasedConfig:
-        data = source if isinstance(source, dict) else _read_config_file(Path(source))
+        data = source if isinstance(source, dict) else read_config_file(Path(source))
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown biased training config keys {sorted(unknown)}")
@@ -138,12 +136,6 @@ class TrainBiasedConfig:
                 raise ValueError(f"{name} must be >= 0")
 
 
-def _read_config_file(path: Path) -> dict:
-    text = path.read_text()
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: training config must be a mapping")
-    return data
 
 
 # ---------------------------------------------------------------------- data
@@ -379,20 +371,6 @@ def validate(sampler: BiasedSampler, data: RiskDataset, cfg: TrainBiasedConfig) 
 # ---------------------------------------------------------------------- loop
 
 
-@contextmanager
-def _torch_settings(cfg: TrainBiasedConfig) -> Iterator[None]:
-    """Seed, threads and deterministic kernels for the run; restored afterwards."""
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    threads = torch.get_num_threads()
-    torch.manual_seed(cfg.seed)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    torch.use_deterministic_algorithms(cfg.deterministic)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(was_deterministic)
-        torch.set_num_threads(threads)
 
 
 def train_biased(config: str | Path | dict, resume: bool = False, progress: bool = True) -> dict:
@@ -401,7 +379,7 @@ def train_biased(config: str | Path | dict, resume: bool = False, progress: bool
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with _torch_settings(cfg):
+    with torch_settings(cfg.seed, cfg.num_threads, cfg.deterministic):
         sampler = BiasedSampler(BiasedSamplerConfig.from_dict(cfg.sampler))
         train_set, val_set = build_datasets(cfg, progress)
         optimizer = torch.optim.Adam(sampler.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
 from rap_planner.core.predictor.checkpoint import load_checkpoint, load_optimizer, save_checkpoint, save_optimizer
 from rap_planner.core.predictor.dataset import WindowSet, load_windows
 from rap_planner.core.predictor.loss import mixture_nll
 from rap_planner.core.predictor.model import AttentionLSTMPredictor, PredictorConfig, targets_to_local
+from rap_planner.core.training import read_config_file, torch_settings
 
 
 @dataclass
@@ -55,7 +53,7 @@ class TrainConfig:
 
     @classmethod
     def from_source(cls, source: str | Path | dict) -> TrainConfig:
-        data = source if isinstance(source, dict) else _read_config_file(Path(source))
+        data = source if isinstance(source, dict) else read_config_file(Path(source))
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown training config keys {sorted(unknown)}")
@@ -72,29 +70,8 @@ class TrainConfig:
         return PredictorConfig.from_dict(self.model)
 
 
-def _read_config_file(path: Path) -> dict:
-    text = path.read_text()
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: training config must be a mapping")
-    return data
 
 
-@contextmanager
-def _torch_settings(cfg: TrainConfig) -> Iterator[None]:
-    """Seed, threads and deterministic kernels for the run; restored afterwards (the caller's process may go on)."""
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    threads = torch.get_num_threads()
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed % 2**32)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    torch.use_deterministic_algorithms(cfg.deterministic)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(was_deterministic)
-        torch.set_num_threads(threads)
 
 
 def batch_loss(model: AttentionLSTMPredictor, windows: WindowSet, indices: np.ndarray,
@@ -137,7 +114,7 @@ def train(config: str | Path | dict, resume: bool = False, progress: bool = True
     cfg = TrainConfig.from_source(config)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with _torch_settings(cfg):
+    with torch_settings(cfg.seed, cfg.num_threads, cfg.deterministic):
         train_set, val_set = _load_data(cfg)
         if len(train_set) == 0:
             raise ValueError("no training windows: check train_data, the split and the history/horizon lengths")
