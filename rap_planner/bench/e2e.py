@@ -19,15 +19,30 @@ import numpy as np
 from rap_planner.core.types import EgoState, TrackedAgent
 
 LANES_Y_M = (-3.5, 0.0, 3.5)
+EGO_SPEED_MPS = 25.0  # the benches' ego drives along y = 0 at this speed
+ROAD_PER_AGENT_M = 10.0  # window length per agent over the three lanes: ~30 m per vehicle in each lane
+WINDOW_BEHIND = 0.3  # share of the window behind the ego
 
 
 def highway_traffic(num_agents: int, t_s: float, seed: int = 0) -> list[TrackedAgent]:
-    """Agents spread over three lanes around the ego, each at its own constant speed."""
+    """Agents on three lanes in a window that moves with the ego, each at its own constant speed.
+
+    The window is ``ROAD_PER_AGENT_M`` per agent long (30 % behind the ego), so more agents means a wider
+    tracked area at the same traffic density, and the density holds for a run of any length: an agent that
+    drifts out of one end re-enters at the other as a new track (a new id), as vehicles leave and enter
+    sensor range.
+    """
     rng = np.random.default_rng(seed)
-    x0 = rng.uniform(-100.0, 250.0, num_agents)
+    window_m = ROAD_PER_AGENT_M * max(num_agents, 1)
+    start = rng.uniform(0.0, window_m, num_agents)
     v = rng.uniform(18.0, 30.0, num_agents)
     lane = rng.integers(0, len(LANES_Y_M), num_agents)
-    return [TrackedAgent(i + 1, t_s, float(x0[i] + v[i] * t_s), LANES_Y_M[lane[i]], 0.0, float(v[i]), 0.0)
+    travelled = start + (v - EGO_SPEED_MPS) * t_s
+    laps = np.floor(travelled / window_m).astype(np.int64)
+    x = EGO_SPEED_MPS * t_s + travelled - laps * window_m - WINDOW_BEHIND * window_m
+    generation = np.where(laps >= 0, 2 * laps, -2 * laps - 1)  # 0, -1, 1, -2, ... -> 0, 1, 2, 3, ...
+    ids = 1 + np.arange(num_agents) + num_agents * generation
+    return [TrackedAgent(int(ids[i]), t_s, float(x[i]), LANES_Y_M[lane[i]], 0.0, float(v[i]), 0.0)
             for i in range(num_agents)]
 
 
@@ -87,7 +102,8 @@ def _measure(role: str, agents: int, rate_hz: float, duration_s: float, warmup_s
         """Odometry of an instant goes out once its forecast exists, as in lock-step simulation:
         sent with the tracks, a lagging stack would answer old forecasts under new stamps."""
         stamp_s = stamp_to_s(msg.header.stamp)
-        pub_odom.publish(ego_to_odometry(EgoState(stamp_s, 25.0 * (stamp_s - 1000.0), 0.0, 0.0, 25.0)))
+        x_m = EGO_SPEED_MPS * (stamp_s - 1000.0)
+        pub_odom.publish(ego_to_odometry(EgoState(stamp_s, x_m, 0.0, 0.0, EGO_SPEED_MPS)))
 
     if role == "stack":
         node.create_subscription(PredictionArray, "/prediction/agents", on_forecast, qos)

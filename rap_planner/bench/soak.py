@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rap_planner.bench.e2e import _child_command, highway_traffic
+from rap_planner.bench.e2e import EGO_SPEED_MPS, _child_command, highway_traffic
 from rap_planner.core.types import EgoState
 
 T0_S = 1000.0  # stamp of the first message (as the end-to-end bench)
@@ -74,7 +74,8 @@ def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, pr
 
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     log = tempfile.NamedTemporaryFile("w+", prefix="rap_planner_soak_", suffix=".log", delete=False)  # noqa: SIM115
-    command = _child_command("stack") + ["--ros-args", "-p", f"max_agents:={min(max(64, agents), 1024)}"]
+    capacity = min(max(64, agents + agents // 4), 1024)  # tracks that left linger max_track_age_s
+    command = _child_command("stack") + ["--ros-args", "-p", f"max_agents:={capacity}"]
     child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     context = rclpy.context.Context()
     rclpy.init(context=context)
@@ -102,7 +103,7 @@ def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, pr
         # The ego state of the instant being planned, as a lock-step simulator delivers it: the plan is then
         # stamped with the forecast's (= the tracks') stamp. Ego odometry published with the tracks would run
         # ahead of a lagging predictor and stamp plans for old forecasts with newer stamps (latency too low).
-        pub_odom.publish(ego_to_odometry(EgoState(stamp_s, 25.0 * (stamp_s - T0_S), 0.0, 0.0, 25.0)))
+        pub_odom.publish(ego_to_odometry(EgoState(stamp_s, EGO_SPEED_MPS * (stamp_s - T0_S), 0.0, 0.0, EGO_SPEED_MPS)))
         if round(stamp_s, 6) in sent:
             predicted.add(round(stamp_s, 6))
 

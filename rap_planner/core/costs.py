@@ -268,22 +268,36 @@ class CostModel:
     def relevant_columns(self, cands: Candidates, tracks: AgentTracks) -> np.ndarray:
         """(J,) mask of the (agent, step) columns that can cost more than a negligible amount.
 
-        Bounds per scenario from the envelope of all candidates at that step: no overlap beyond the
-        collision margin, and a TTC factor below ``_PRUNE_BOUND``; a column is dropped when both hold
-        in every scenario, so the error is at most ``ttc * dt * _PRUNE_BOUND`` per dropped column.
+        A column is dropped when ``within_reach`` is false in every scenario, so the error is at most
+        ``ttc * dt * _PRUNE_BOUND`` per dropped column.
         """
-        w, step = self.weights, tracks.step_index
+        reach = self.within_reach(cands, tracks.step_index, tracks.s_m, tracks.d_m, tracks.v_s_mps,
+                                  tracks.half_length_m, tracks.half_width_m)
+        return np.any(reach, axis=0)
+
+    def within_reach(self, cands: Candidates, step: np.ndarray, s_m: np.ndarray, d_m: np.ndarray,
+                     v_s_mps: np.ndarray, half_length_m: np.ndarray, half_width_m: np.ndarray,
+                     position_slack_m: np.ndarray | float = 0.0, speed_slack_mps: np.ndarray | float = 0.0
+                     ) -> np.ndarray:
+        """Whether agent boxes at future ``step`` (0 = first) can overlap, or cost more than a negligible TTC
+        term with, any candidate.
+
+        Bounds from the envelope of all candidates at that step: footprints not within the collision margin,
+        and a TTC factor below ``_PRUNE_BOUND`` at the largest possible closing speed. The slacks widen the
+        box (positions and speed along the path) for callers that bound whole distributions, not points.
+        """
+        w = self.weights
         lon_s, lon_v, lat_d = cands.lon_s_m[:, 1:], cands.lon_v_mps[:, 1:], cands.lat_d_m[:, 1:]
-        lon_gap = np.maximum(np.maximum(lon_s.min(0)[step] - tracks.s_m, tracks.s_m - lon_s.max(0)[step]), 0.0)
-        lon_gap -= self.ego_half_length_m + tracks.half_length_m
-        lat_gap = np.maximum(np.maximum(lat_d.min(0)[step] - tracks.d_m, tracks.d_m - lat_d.max(0)[step]), 0.0)
-        lat_gap -= self.ego_half_width_m + tracks.half_width_m
+        lon_gap = np.maximum(np.maximum(lon_s.min(0)[step] - s_m, s_m - lon_s.max(0)[step]), 0.0)
+        lon_gap = lon_gap - (self.ego_half_length_m + half_length_m + position_slack_m)
+        lat_gap = np.maximum(np.maximum(lat_d.min(0)[step] - d_m, d_m - lat_d.max(0)[step]), 0.0)
+        lat_gap = lat_gap - (self.ego_half_width_m + half_width_m + position_slack_m)
         overlap = (lon_gap < w.collision_margin_m) & (lat_gap < w.collision_margin_m)
-        closing = np.maximum(lon_v.max(0)[step] - tracks.v_s_mps, tracks.v_s_mps - lon_v.min(0)[step])
+        closing = np.maximum(lon_v.max(0)[step] - v_s_mps, v_s_mps - lon_v.min(0)[step]) + speed_slack_mps
         ttc = np.maximum(lon_gap, 0.0) / np.maximum(closing, _EPS)
         exponent = ttc**2 / (2 * w.ttc_sigma_time_s2) + np.maximum(lat_gap, 0.0) ** 2 / (2 * w.ttc_sigma_dist_m2)
         ttc_possible = (closing > 0.0) & (exponent < -math.log(_PRUNE_BOUND))
-        return np.any(overlap | ttc_possible, axis=0)
+        return overlap | ttc_possible
 
     def interaction_grid(self, cands: Candidates, tracks: AgentTracks) -> np.ndarray:
         """(S, M, L) interaction cost of every longitudinal x lateral profile pair."""

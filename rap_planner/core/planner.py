@@ -37,6 +37,7 @@ from rap_planner.core.refine import (
     position_jacobian,
     speed_jacobian,
 )
+from rap_planner.core.relevance import relevant_agents
 from rap_planner.core.risk import RISK_MEASURES, RiskMeasure, ValueAtRisk, make_risk_measure, validate_risk_level
 from rap_planner.core.scenarios import InvalidForecast, sample_scenarios, validate_forecasts
 from rap_planner.core.types import EgoState, ForecastSet, Plan
@@ -93,6 +94,7 @@ class PlannerConfig:
     refine_time_limit_s: float = 0.02
     refine_trust_region_mps2: float = 1.0
     max_acceptable_risk: float = math.inf  # above this even the best candidate is refused (fallback)
+    prune_agents: bool = True  # leave out agents no candidate can reach before sampling (see core.relevance)
     num_visualised: int = 16  # candidates returned in the Plan for visualisation
 
     def validate(self) -> None:
@@ -276,7 +278,13 @@ class RiskAwarePlanner:
         model = CostModel(reference, config.weights, target_speed, reference.nearest_lane_offset(d0),
                           ego.length_m, ego.width_m)
         clock.lap("candidates")
-        scenarios = sample_scenarios(forecasts, config.num_scenarios, config.seed, now_s + cands.times_s[1:],
+        times_s = now_s + cands.times_s[1:]
+        if config.prune_agents:
+            keep = relevant_agents(forecasts, cands, model, times_s)
+            forecasts = dataclasses.replace(forecasts, agents=[a for a, k in zip(forecasts.agents, keep, strict=True)
+                                                               if k])
+        clock.lap("relevance")
+        scenarios = sample_scenarios(forecasts, config.num_scenarios, config.seed, times_s,
                                      validate=False)  # validated on arrival
         tracks = agent_tracks(scenarios, reference)
         tracks = tracks.select(model.relevant_columns(cands, tracks))
@@ -294,7 +302,7 @@ class RiskAwarePlanner:
         if config.refine:
             choice, note = self._refine(cands, best, model, tracks, measure, config, reference)
         clock.lap("refine")
-        return self._to_plan(choice, note, cands, risks, tracks, measure, config, now_s)
+        return self._to_plan(choice, note, cands, risks, tracks, measure, config, now_s, len(forecasts.agents))
 
     def _refine(self, cands: Candidates, best: int, model: CostModel, tracks: AgentTracks, measure: RiskMeasure,
                 config: PlannerConfig, reference: ReferencePath) -> tuple[_Choice, str]:
@@ -349,7 +357,7 @@ class RiskAwarePlanner:
         return self._refiners[key]
 
     def _to_plan(self, choice: _Choice, note: str, cands: Candidates, risks: np.ndarray, tracks: AgentTracks,
-                 measure: RiskMeasure, config: PlannerConfig, now_s: float) -> Plan:
+                 measure: RiskMeasure, config: PlannerConfig, now_s: float, num_agents: int) -> Plan:
         w, level = tracks.weights, config.risk_level
         shown = _visualised(risks, config.num_visualised)
         return Plan(
@@ -365,6 +373,7 @@ class RiskAwarePlanner:
             reason=note,
             num_candidates=cands.num,
             num_scenarios=tracks.num_scenarios,
+            num_agents=num_agents,
             candidates_xy_m=np.stack([cands.x_m[shown], cands.y_m[shown]], axis=-1),
             candidates_risk=risks[shown].astype(np.float64),
         )

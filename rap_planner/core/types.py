@@ -91,5 +91,6 @@ class Plan:
     planning_time_s: float = 0.0
     num_candidates: int = 0
     num_scenarios: int = 0
+    num_agents: int = 0  # agents the plan was checked against (those within reach of some candidate)
     candidates_xy_m: np.ndarray | None = None  # (C', T, 2) a few candidates for visualisation
     candidates_risk: np.ndarray | None = None  # (C',) their risks

@@ -54,3 +54,15 @@ def test_from_polyline_drops_repeated_points_and_rejects_bad_input():
         ReferencePath.from_polyline(np.array([[0.0, 0.0], [1.0, 0.0]]), lane_width_m=0.0)
     with pytest.raises(ValueError, match="speed_limit_mps"):
         ReferencePath.from_polyline(np.array([[0.0, 0.0], [1.0, 0.0]]), speed_limit_mps=-1.0)
+
+
+def test_trajectories_project_like_single_points_on_a_curve():
+    road = arc_path()
+    rng = np.random.default_rng(0)
+    s = np.clip(20.0 + rng.uniform(0.0, 40.0, (30, 1)) + np.arange(25)[None] * rng.uniform(0.5, 4.0, (30, 1)),
+                0.0, 140.0)
+    d = rng.uniform(-5.0, 5.0, (30, 1)) + np.linspace(0.0, 1.0, 25)[None]
+    x, y, _ = road.to_cartesian(s, d)
+    s_fast, d_fast = road.trajectories_to_frenet(x, y)
+    np.testing.assert_allclose(s_fast, s, atol=0.05)  # as close as the k-d tree projection of every point
+    np.testing.assert_allclose(d_fast, d, atol=0.05)
