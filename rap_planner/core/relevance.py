@@ -22,17 +22,30 @@ from rap_planner.core.types import AgentForecast, ForecastSet
 RELEVANCE_SIGMAS = 5.0
 
 
-def _agent_rows(agent: AgentForecast) -> tuple[np.ndarray, np.ndarray]:
-    """(R, T, 2) positions an agent's scenarios start from and (R, T, 2, 2) covariances around them.
+def _scenario_sources(agents: list[AgentForecast]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Owner (R,), positions (R, T, 2) and covariances (R, T, 2, 2) scenarios are drawn around.
 
-    Given samples are used as they are (no spread); otherwise the means of the modes that can be
-    drawn (a zero-weight mode never is).
+    Given samples are taken as they are (no spread); otherwise the means of the modes that can be drawn
+    (a zero-weight mode never is). Agents are stacked in groups of equal shape: no per-agent numpy work.
     """
-    if agent.samples_m is not None:
-        samples = np.asarray(agent.samples_m, dtype=np.float64)
-        return samples, np.zeros(samples.shape + (2,))
-    drawable = np.asarray(agent.weights) > 0.0
-    return np.asarray(agent.means_m)[drawable], np.asarray(agent.covariances_m2)[drawable]
+    groups: dict[tuple, list[int]] = {}
+    for n, a in enumerate(agents):
+        source = a.samples_m if a.samples_m is not None else a.means_m
+        groups.setdefault((a.samples_m is not None, np.shape(source)), []).append(n)
+    owners, positions, covariances = [], [], []
+    for (given, _), members in groups.items():
+        if given:
+            pos = np.stack([agents[n].samples_m for n in members]).astype(np.float64)
+            drawable = np.ones(pos.shape[:2], bool)
+            cov = np.zeros(pos.shape + (2,))
+        else:
+            pos = np.stack([agents[n].means_m for n in members]).astype(np.float64)
+            drawable = np.stack([agents[n].weights for n in members]) > 0.0
+            cov = np.stack([agents[n].covariances_m2 for n in members]).astype(np.float64)
+        owners.append(np.broadcast_to(np.asarray(members)[:, None], drawable.shape)[drawable])
+        positions.append(pos[drawable])
+        covariances.append(cov[drawable])
+    return np.concatenate(owners), np.concatenate(positions), np.concatenate(covariances)
 
 
 def _largest_sigma(factors: np.ndarray) -> np.ndarray:
@@ -55,12 +68,10 @@ def relevant_agents(forecasts: ForecastSet, cands: Candidates, model: CostModel,
     agents = forecasts.agents
     if not agents:
         return np.zeros(0, bool)
-    rows = [_agent_rows(a) for a in agents]
-    owner = np.repeat(np.arange(len(agents)), [len(r[0]) for r in rows])
+    owner, positions, covariances = _scenario_sources(agents)
     grid_start_s, grid_dt_s = forecasts.stamp_s + forecasts.dt_s, forecasts.dt_s
-    means = resample_in_time(np.concatenate([r[0] for r in rows]).astype(np.float64), grid_start_s, grid_dt_s,
-                             times_s)
-    chol = cholesky_2x2(np.concatenate([r[1] for r in rows]).astype(np.float64))
+    means = resample_in_time(positions, grid_start_s, grid_dt_s, times_s)
+    chol = cholesky_2x2(covariances)
     factors = np.stack([chol[..., 0, 0], chol[..., 1, 0], chol[..., 1, 1]], axis=-1)
     factors = resample_in_time(factors, grid_start_s, grid_dt_s, times_s, extrapolate=False)
     position_slack = sigmas * _largest_sigma(factors)  # (R, T)
