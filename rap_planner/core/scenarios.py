@@ -50,20 +50,72 @@ def _check_finite(name: str, value: np.ndarray) -> None:
 
 
 def validate_forecasts(forecasts: ForecastSet) -> None:
-    """Raise InvalidForecast (a ValueError) naming the first unusable field."""
+    """Raise InvalidForecast (a ValueError) naming the first unusable field.
+
+    A batched screen of all agents passes a usable set (small numpy calls per agent took ~8 ms at 200 agents); the
+    per-agent checks run only on a set it cannot vouch for, and they decide and name the problem.
+    """
     for name in ("stamp_s", "dt_s"):
         if not math.isfinite(getattr(forecasts, name)):
             raise InvalidForecast(f"non-finite input: forecasts.{name}")
     if forecasts.dt_s <= 0.0 or forecasts.num_steps < 1:
         raise InvalidForecast("invalid input: forecasts need dt_s > 0 and num_steps >= 1")
-    num_samples = None
-    for agent in forecasts.agents:
-        num_samples = _validate_agent(agent, forecasts.num_steps, num_samples)
+    usable, num_samples = _screen_agents(forecasts.agents, forecasts.num_steps)
+    if not usable:  # agent by agent, to name the first problem
+        num_samples = None
+        for agent in forecasts.agents:
+            num_samples = _validate_agent(agent, forecasts.num_steps, num_samples)
     if forecasts.sample_weights is not None and num_samples is not None:
         w = np.asarray(forecasts.sample_weights, dtype=np.float64)
         _check_finite("forecasts.sample_weights", w)
         if w.shape != (num_samples,) or np.any(w < 0.0) or w.sum() <= 0.0:
             raise InvalidForecast(f"invalid input: sample_weights must be ({num_samples},), non-negative, not all 0")
+
+
+def _screen_agents(agents: list[AgentForecast], steps: int) -> tuple[bool, int | None]:
+    """(True, S or None) if every agent surely passes _validate_agent, else (False, None).
+
+    False also for what the screen does not handle (arrays given as lists, integer weights): the per-agent checks
+    then decide. Weights, means and covariances are checked once, concatenated over all agents.
+    """
+    weights, means, covs = [], [], []
+    num_samples = None
+    for agent in agents:
+        w, m, c, s = agent.weights, agent.means_m, agent.covariances_m2, agent.samples_m
+        if not (_is_float_array(w) and _is_float_array(m) and _is_float_array(c) and w.ndim == 1 and len(w) >= 1
+                and m.shape == (len(w), steps, 2) and c.shape == (len(w), steps, 2, 2)
+                and _is_finite_float(agent.length_m) and _is_finite_float(agent.width_m)):
+            return False, None
+        if s is not None:
+            if not (_is_float_array(s) and s.ndim == 3 and s.shape[1:] == (steps, 2)
+                    and num_samples in (None, s.shape[0]) and math.isfinite(float(np.sum(s, dtype=np.float64)))):
+                return False, None
+            num_samples = s.shape[0]
+        weights.append(w)
+        means.append(m)
+        covs.append(c)
+    if not agents:
+        return True, None
+    w = np.concatenate(weights)
+    if not (_sums_surely_finite(w) and _sums_surely_finite(np.concatenate(means))
+            and _sums_surely_finite(np.concatenate(covs))):
+        return False, None
+    starts = np.cumsum([0] + [len(x) for x in weights[:-1]])
+    # Non-negative weights sum to 0 only if all are 0, whatever the order of the additions.
+    return bool((w >= 0.0).all() and (np.maximum.reduceat(w, starts) > 0.0).all()), num_samples
+
+
+def _is_float_array(value: object) -> bool:
+    return isinstance(value, np.ndarray) and value.dtype.kind == "f"
+
+
+def _is_finite_float(value: object) -> bool:
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _sums_surely_finite(values: np.ndarray) -> bool:
+    """Every sum over these values is finite (no NaN or inf, no overflow): _check_finite passes for each part."""
+    return float(np.abs(values).max(initial=0.0)) * values.size < 1e300
 
 
 def _validate_agent(agent: AgentForecast, steps: int, num_samples: int | None) -> int | None:
