@@ -46,8 +46,9 @@ def highway_traffic(num_agents: int, t_s: float, seed: int = 0) -> list[TrackedA
             for i in range(num_agents)]
 
 
-def _child_command(role: str) -> list[str]:
-    return [sys.executable, "-m", "rap_planner.bench.e2e", role]
+def _child_command(role: str, max_agents: int | None = None) -> list[str]:
+    extra = [] if max_agents is None else [str(max_agents)]
+    return [sys.executable, "-m", "rap_planner.bench.e2e", role, *extra]
 
 
 def run_e2e_bench(agents: int = 32, rate_hz: float = 10.0, duration_s: float = 20.0, warmup_s: float = 3.0) -> dict:
@@ -138,11 +139,30 @@ def _measure(role: str, agents: int, rate_hz: float, duration_s: float, warmup_s
     return latencies
 
 
-def _child(role: str) -> None:
-    """The other side: the composed stack, or a relay that echoes tracks straight back."""
+STACK_ROLES = ("stack", "predictor", "planner")  # composed in one process, or one node per process
+
+
+def _stack_nodes(role: str, extra_params: dict) -> list:
+    """The stack's nodes for a child role, set up for event-triggered (lock-step) operation."""
+    from rclpy.parameter import Parameter
+
+    from rap_planner.ros.planner_node import PlannerNode
+    from rap_planner.ros.predictor_node import PredictorNode
+
+    nodes = []
+    if role in ("stack", "predictor"):
+        params = {"trigger_on_tracks": True, "publish_markers": False, **extra_params}
+        nodes.append(PredictorNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]))
+    if role in ("stack", "planner"):
+        params = {"trigger_on_predictions": True, "lane_offsets_m": list(LANES_Y_M), "speed_limit_mps": 33.0}
+        nodes.append(PlannerNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]))
+    return nodes
+
+
+def _child(role: str, max_agents: int | None = None) -> None:
+    """The other side: the stack (composed, or one of its nodes), or a relay that echoes tracks straight back."""
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
     from rap_planner.msg import TrackedAgentArray
@@ -155,14 +175,7 @@ def _child(role: str) -> None:
         node.create_subscription(TrackedAgentArray, "/perception/tracked_agents", pub.publish, qos)
         nodes = [node]
     else:
-        from rap_planner.ros.planner_node import PlannerNode
-        from rap_planner.ros.predictor_node import PredictorNode
-
-        nodes = [PredictorNode(parameter_overrides=[Parameter("trigger_on_tracks", value=True),
-                                                    Parameter("publish_markers", value=False)]),
-                 PlannerNode(parameter_overrides=[Parameter("trigger_on_predictions", value=True),
-                                                  Parameter("lane_offsets_m", value=list(LANES_Y_M)),
-                                                  Parameter("speed_limit_mps", value=33.0)])]
+        nodes = _stack_nodes(role, {} if max_agents is None else {"max_agents": max_agents})
     executor = SingleThreadedExecutor()
     for n in nodes:
         executor.add_node(n)
@@ -171,4 +184,4 @@ def _child(role: str) -> None:
 
 
 if __name__ == "__main__":
-    _child(sys.argv[1])
+    _child(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None)

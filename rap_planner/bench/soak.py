@@ -1,16 +1,18 @@
 """`rap-planner bench soak`: the stack under sustained load, for minutes, with its memory watched.
 
-The stack is the end-to-end bench's child process (predictor + planner composed on one executor,
-event-triggered as in lock-step simulation: every tracks message is predicted and planned on), with
-the predictor's ``max_agents`` raised to the agent count so every agent is tracked and forecast
-(the default 64 would silently leave most of a 200-agent scene out). This process publishes the
-synthetic 3-lane highway (``e2e.highway_traffic``) and ego odometry at ``rate_hz`` and measures
+The stack runs in child processes, event-triggered as in lock-step simulation (every tracks message
+is predicted and planned on): the predictor and the planner each in its own process as ``ros2 launch``
+runs them (they work in parallel, a pipeline), or with ``composed=True`` both on one executor in one
+process as ``rap-planner up`` runs them. The predictor's ``max_agents`` is raised above the agent count
+so every agent is tracked and forecast (the default 64 would silently leave most of a 200-agent scene
+out). This process publishes the synthetic 3-lane highway (``e2e.highway_traffic``, constant density)
+and ego odometry at ``rate_hz`` and measures
 
 - plan latency: publication of a tracks message -> arrival of the plan for that stamp (ego odometry for
   an instant is sent when its forecast is seen, as a lock-step simulator would: see ``on_prediction``);
 - drops: tracks sent vs plans and predictions received for them (a stack that cannot keep up loses
   messages: the reliable queues keep the last 10);
-- memory: RSS of the stack process (VmRSS from /proc/<pid>/status) after warm-up and at the end.
+- memory: RSS of the stack's processes together (VmRSS from /proc/<pid>/status) after warm-up and at the end.
 
 Predictions are counted from raw CDR (their header stamp only), so this process does not spend a
 core deserialising 200-agent forecasts it never reads.
@@ -57,7 +59,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, progress: bool = True,
-             warmup_s: float = 5.0) -> dict:
+             warmup_s: float = 5.0, composed: bool = False) -> dict:
     """Run the stack for ``minutes`` under ``agents`` agents at ``rate_hz``; print a table, return the figures.
 
     Raises RuntimeError when the stack process dies or never answers.
@@ -75,8 +77,9 @@ def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, pr
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     log = tempfile.NamedTemporaryFile("w+", prefix="rap_planner_soak_", suffix=".log", delete=False)  # noqa: SIM115
     capacity = min(max(64, agents + agents // 4), 1024)  # tracks that left linger max_track_age_s
-    command = _child_command("stack") + ["--ros-args", "-p", f"max_agents:={capacity}"]
-    child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    roles = ("stack",) if composed else ("predictor", "planner")
+    children = [subprocess.Popen(_child_command(role, capacity), env=env, stdout=log, stderr=subprocess.STDOUT)
+                for role in roles]
     context = rclpy.context.Context()
     rclpy.init(context=context)
     node = rclpy.create_node("soak_source", context=context)
@@ -112,17 +115,21 @@ def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, pr
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
 
-    def check_child() -> None:
-        if child.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"the stack process exited with {child.returncode}:\n{log.read()[-3000:]}")
+    def check_children() -> None:
+        for child in children:
+            if child.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"a stack process exited with {child.returncode}:\n{log.read()[-3000:]}")
+
+    def stack_rss_mb() -> float:
+        return sum(rss_mb(child.pid) for child in children)
 
     duration_s = 60.0 * minutes
     rss_samples: list[tuple[float, float]] = []
     try:
         deadline = time.monotonic() + 90.0
         while pub_tracks.get_subscription_count() == 0 or node.count_publishers("/planning/plan") == 0:
-            check_child()
+            check_children()
             if time.monotonic() > deadline:
                 raise RuntimeError("the stack process did not come up within 90 s")
             executor.spin_once(timeout_sec=0.05)
@@ -140,8 +147,8 @@ def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, pr
             k += 1
             now = time.monotonic()
             if now >= next_rss:
-                check_child()
-                rss_samples.append((now - t0 - warmup_s, rss_mb(child.pid)))
+                check_children()
+                rss_samples.append((now - t0 - warmup_s, stack_rss_mb()))
                 rss_start = rss_samples[0][1] if rss_start is None else rss_start
                 next_rss = now + RSS_EVERY_S
             if progress and now >= next_progress + PROGRESS_EVERY_S:
@@ -157,26 +164,21 @@ def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, pr
         end = time.monotonic() + DRAIN_S
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
-        check_child()
-        rss_end = rss_mb(child.pid)
+        check_children()
+        rss_end = stack_rss_mb()
     finally:
         executor.shutdown()
         node.destroy_node()
         context.try_shutdown()
-        if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        for child in children:
+            _stop(child)
         log.close()
         os.unlink(log.name)
     if not latencies_ms:
         raise RuntimeError("no plans from the stack process")
     rss_start = rss_start if rss_start is not None else rss_end
     result = {
-        "agents": agents, "rate_hz": rate_hz, "minutes": minutes,
+        "agents": agents, "rate_hz": rate_hz, "minutes": minutes, "composed": composed,
         "p50_ms": _percentile(latencies_ms, 50), "p95_ms": _percentile(latencies_ms, 95),
         "p99_ms": _percentile(latencies_ms, 99), "max_ms": max(latencies_ms),
         "sent": len(sent), "plans": len(latencies_ms), "dropped": len(sent) - len(latencies_ms),
@@ -190,9 +192,20 @@ def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, pr
     return result
 
 
+def _stop(child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
 def _print_table(r: dict) -> None:
-    print(f"soak: {r['agents']} agents at {r['rate_hz']:g} Hz for {r['minutes']:g} min "
-          f"(stack in its own process, lock-step)")
+    layout = "predictor + planner composed in one process" if r["composed"] else \
+        "predictor and planner in their own processes"
+    print(f"soak: {r['agents']} agents at {r['rate_hz']:g} Hz for {r['minutes']:g} min ({layout}, lock-step)")
     rows = [
         ("tracks sent", f"{r['sent']}  ({r['achieved_rate_hz']:.2f} Hz achieved)"),
         ("plans received", f"{r['plans']}  ({r['ok_plans']} ok, {r['fallback_plans']} fallback)"),
