@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import math
 import operator
+from collections import Counter
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
@@ -27,6 +28,7 @@ MAX_AGENT_ID = 2**63 - 1  # ids are uint64 on the wire but int64 arrays in the c
 MAX_ABS_POSITION_M = 1e7
 MAX_SPEED_MPS = 1e3
 MAX_FORECAST_STEPS = 1000  # as the predictor's config; 2^32-1 steps made the planner allocate 32 GB
+FORECAST_DT_RANGE_S = (1e-3, 10.0)  # a forecast step outside this is a unit or encoding error, not a forecast
 
 
 def stamp_to_s(stamp: Time) -> float:
@@ -223,6 +225,9 @@ def forecast_set_from_msg(msg: PredictionArray) -> ForecastSet:
     steps, modes, samples = int(msg.num_steps), int(msg.num_modes), int(msg.num_samples)
     if not (math.isfinite(msg.dt) and msg.dt > 0.0):
         raise ValueError(f"prediction dt {msg.dt} is not a positive number")
+    if not FORECAST_DT_RANGE_S[0] <= msg.dt <= FORECAST_DT_RANGE_S[1]:
+        raise ValueError(f"prediction dt {msg.dt:.3g} s is outside [{FORECAST_DT_RANGE_S[0]:g}, "
+                         f"{FORECAST_DT_RANGE_S[1]:g}] s")
     if steps == 0 and msg.agents:
         raise ValueError("prediction has agents but num_steps is 0")
     if steps > MAX_FORECAST_STEPS:
@@ -231,6 +236,9 @@ def forecast_set_from_msg(msg: PredictionArray) -> ForecastSet:
     agents = None if rows is None else _agent_forecasts(msg.agents, rows, steps, samples)
     if agents is None:
         raise ValueError(_first_problem(msg.agents, steps, modes, samples))
+    if len({a.agent_id for a in agents}) != len(agents):  # which forecast is the agent's? neither can be trusted
+        repeated = next(i for i, n in Counter(a.agent_id for a in agents).items() if n > 1)
+        raise ValueError(f"agent {repeated}: id appears more than once")
     sample_weights = None
     if samples:
         sample_weights = _np(msg.sample_weights).astype(np.float64)

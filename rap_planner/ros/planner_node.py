@@ -106,7 +106,8 @@ class PlannerNode(Node):
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.create_subscription(Odometry, "/ego/odom", self._on_odom, reliable)
-        self.create_subscription(PredictionArray, "/prediction/agents", self._on_predictions, reliable)
+        latest = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)  # a late planner skips to the newest
+        self.create_subscription(PredictionArray, "/prediction/agents", self._on_predictions, latest)
         self.create_subscription(Path, "/planning/reference_path", self._on_reference, latched)
         self.pub_plan = self.create_publisher(RiskAwarePlan, "/planning/plan", reliable)
         self.pub_path = self.create_publisher(Path, "/planning/path", reliable)

@@ -233,6 +233,14 @@ def test_header_checks():
         forecast_set_from_msg(PredictionArray(dt=math.nan, num_steps=STEPS))
     with pytest.raises(ValueError, match="agents but num_steps is 0"):
         forecast_set_from_msg(PredictionArray(dt=0.2, num_steps=0, agents=[good(1)]))
+    for dt in (1e-6, 3600.0):
+        with pytest.raises(ValueError, match=r"dt .* s is outside \[0.001, 10\] s"):
+            forecast_set_from_msg(PredictionArray(dt=dt, num_steps=STEPS, agents=[good(1)]))
+
+
+def test_an_agent_forecast_twice_is_rejected():
+    with pytest.raises(ValueError, match="agent 2: id appears more than once"):
+        forecast_set_from_msg(message([good(1), good(2), good(3), good(2)]))
 
 
 def test_num_modes_zero_means_any_mode_count():
