@@ -13,11 +13,7 @@ def forecast_agents(model: ForecastModel, buffer: AgentHistoryBuffer, ego_xy_m: 
                     ) -> ForecastSet:
     """Forecasts of every buffered agent; those nearest the ego get the learned model first."""
     window = buffer.window()
-    histories = {int(i): np.where(window.mask[n, :, None], window.positions_m[n], np.nan)
-                 for n, i in enumerate(window.agent_ids)}
-    sizes = {int(i): (float(window.sizes_m[n, 0]), float(window.sizes_m[n, 1]))
-             for n, i in enumerate(window.agent_ids)}
-    return model.predict_set(histories, window.now_s, sizes_m=sizes, centre_m=ego_xy_m)
+    return model.predict_set(window, window.now_s, centre_m=ego_xy_m)
 
 
 def plan_on_grid(plan: Plan, forecasts: ForecastSet) -> np.ndarray:

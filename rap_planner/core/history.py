@@ -7,7 +7,6 @@ what a predictor can trust and reports (never raises) what it had to drop.
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,7 +30,10 @@ class UpdateReport:
 
 @dataclass
 class HistoryWindow:
-    """Histories of the N agents to predict, resampled at ``now_s - (H-1-h) * dt_s`` for h in 0..H-1."""
+    """Histories of the N agents to predict, resampled at ``now_s - (H-1-h) * dt_s`` for h in 0..H-1.
+
+    ``ForecastModel.predict`` takes it as it is (no per-agent dicts).
+    """
 
     now_s: float
     agent_ids: np.ndarray  # (N,) int64
@@ -41,7 +43,12 @@ class HistoryWindow:
 
 
 class AgentHistoryBuffer:
-    """Keeps the last ``history_s`` of each agent; forgets agents unseen for ``max_age_s``."""
+    """Keeps the last ``history_s`` of each agent; forgets agents unseen for ``max_age_s``.
+
+    Observations live in arrays (one row per agent, one column per accepted message, "frame") so that
+    ``window`` resamples every agent at once: the predictor runs it for hundreds of agents at 20 Hz.
+    A track is the row's held cells (``_held``); the rest of the row is empty or not part of it.
+    """
 
     def __init__(self, history_s: float = 3.0, dt_s: float = 0.2, max_age_s: float = 1.0,
                  max_agents: int = 64, reset_on_jump_back_s: float = 1.0, backfill_s: float = 1.0,
@@ -61,17 +68,21 @@ class AgentHistoryBuffer:
         self.backfill_s = backfill_s
         self.max_jump_speed_mps = max_jump_speed_mps
         self.jump_slack_m = jump_slack_m
-        self._tracks: dict[int, deque[tuple[float, float, float, float, float]]] = {}
-        self._sizes: dict[int, tuple[float, float]] = {}
-        self.last_stamp_s: float | None = None
+        self.reset()
 
     def __len__(self) -> int:
-        return len(self._tracks)
+        return len(self._rows)
 
     def reset(self) -> None:
-        self._tracks.clear()
-        self._sizes.clear()
-        self.last_stamp_s = None
+        self._rows: dict[int, int] = {}  # agent id -> its row
+        self._newest: dict[int, tuple[float, float, float]] = {}  # agent id -> (t, x, y) of its newest observation
+        self._free_rows: list[int] = []
+        self._num_frames = 0
+        self._stamps = np.zeros(0)  # (frames,) increasing
+        self._obs = np.zeros((0, 0, 4))  # (rows, frames, 4): x, y, vx, vy
+        self._held = np.zeros((0, 0), dtype=bool)  # (rows, frames): True where the row's track has that observation
+        self._sizes = np.zeros((0, 2))  # (rows, 2): newest length, width
+        self.last_stamp_s: float | None = None
 
     def update(self, agents: list[TrackedAgent], stamp_s: float) -> UpdateReport:
         report = UpdateReport()
@@ -89,14 +100,17 @@ class AgentHistoryBuffer:
                 report.problems.append(f"stamp {stamp_s:.3f} s not after the last {self.last_stamp_s:.3f} s")
                 return report
         self.last_stamp_s = stamp_s
-        seen: set[int] = set()
+        frame = _Frame()
         for agent in agents:
-            self._add(agent, stamp_s, seen, report)
+            self._add(agent, stamp_s, frame, report)
+        if frame.rows:
+            self._store(frame, stamp_s)
         self._forget_old(stamp_s)
         return report
 
-    def _add(self, agent: TrackedAgent, stamp_s: float, seen: set[int], report: UpdateReport) -> None:
-        if agent.agent_id in seen:
+    def _add(self, agent: TrackedAgent, stamp_s: float, frame: _Frame, report: UpdateReport) -> None:
+        """Check one agent and queue its observation in ``frame`` (stored for all agents at once)."""
+        if agent.agent_id in frame.ids:
             report.dropped_duplicate_id += 1
             report.problems.append(f"agent {agent.agent_id} appears twice in one message")
             return
@@ -104,50 +118,148 @@ class AgentHistoryBuffer:
             report.dropped_nonfinite += 1
             report.problems.append(f"agent {agent.agent_id}: non-finite position")
             return
-        if agent.agent_id not in self._tracks and len(self._tracks) >= self.max_agents:
-            report.dropped_over_capacity += 1
-            return
-        seen.add(agent.agent_id)
-        track = self._tracks.setdefault(agent.agent_id, deque())
-        if track:
-            t_last, x_last, y_last = track[-1][:3]
+        row = self._rows.get(agent.agent_id)
+        if row is None:
+            if len(self._rows) >= self.max_agents:
+                report.dropped_over_capacity += 1
+                return
+            row = self._rows[agent.agent_id] = self._new_row()
+        frame.ids.add(agent.agent_id)
+        newest = self._newest.get(agent.agent_id)
+        if newest is not None:
+            t_last, x_last, y_last = newest
             jump_m = math.hypot(agent.x_m - x_last, agent.y_m - y_last)
             if jump_m > self.max_jump_speed_mps * (stamp_s - t_last) + self.jump_slack_m:
-                track.clear()
+                frame.restarted.append(row)
                 report.restarted_jump += 1
                 report.problems.append(f"agent {agent.agent_id} jumped {jump_m:.0f} m in {stamp_s - t_last:.2f} s: "
                                        "history restarted (id reused?)")
         vx, vy = (agent.vx_mps, agent.vy_mps) if math.isfinite(agent.vx_mps + agent.vy_mps) else (0.0, 0.0)
-        track.append((stamp_s, agent.x_m, agent.y_m, vx, vy))
-        while track and track[0][0] < stamp_s - self.history_s - 2 * self.dt_s:
-            track.popleft()
-        self._sizes[agent.agent_id] = (agent.length_m, agent.width_m)
+        self._newest[agent.agent_id] = (stamp_s, agent.x_m, agent.y_m)
+        frame.rows.append(row)
+        frame.values += (agent.x_m, agent.y_m, vx, vy, agent.length_m, agent.width_m)
         report.accepted += 1
 
+    def _store(self, frame: _Frame, stamp_s: float) -> None:
+        """Write one message's observations; each observed track keeps ``history_s`` + two steps of them."""
+        column = self._new_frame(stamp_s)
+        rows = np.array(frame.rows)
+        values = np.array(frame.values, dtype=np.float64).reshape(len(rows), 6)
+        self._held[frame.restarted] = False
+        self._obs[rows, column] = values[:, :4]
+        self._held[rows, column] = True
+        self._sizes[rows] = values[:, 4:]
+        too_old = np.searchsorted(self._stamps[:self._num_frames], stamp_s - self.history_s - 2 * self.dt_s)
+        self._held[rows, :too_old] = False
+
+    def _new_row(self) -> int:
+        """A free row (its cells all unheld), doubling the rows when none is left."""
+        if not self._free_rows:
+            old = len(self._held)
+            self._grow(rows=max(16, 2 * old), frames=self._stamps.size)
+            self._free_rows = list(range(len(self._held) - 1, old - 1, -1))
+        return self._free_rows.pop()
+
+    def _new_frame(self, stamp_s: float) -> int:
+        """Append a column; when full, first drop the oldest ones no track holds, growing if that frees too few."""
+        if self._num_frames == self._stamps.size:
+            self._drop_unheld_frames()
+            if 2 * self._num_frames >= self._stamps.size:
+                self._grow(rows=len(self._held), frames=max(16, 2 * self._stamps.size))
+        self._stamps[self._num_frames] = stamp_s
+        self._num_frames += 1
+        return self._num_frames - 1
+
+    def _drop_unheld_frames(self) -> None:
+        """Shift out the leading columns whose observations every track has trimmed or forgotten."""
+        held = self._held[:, :self._num_frames].any(0)
+        start = int(held.argmax()) if held.any() else self._num_frames
+        kept = slice(start, self._num_frames)
+        self._num_frames -= start
+        self._stamps[:self._num_frames] = self._stamps[kept]
+        self._obs[:, :self._num_frames] = self._obs[:, kept]
+        self._held[:, :self._num_frames] = self._held[:, kept]
+        self._held[:, self._num_frames:] = False  # stale cells must not join later frames
+
+    def _grow(self, rows: int, frames: int) -> None:
+        """Reallocate the arrays to ``rows`` x ``frames``, keeping their contents."""
+        old_rows, old_frames = self._held.shape
+        stamps, obs, held, sizes = (np.zeros(frames), np.zeros((rows, frames, 4)), np.zeros((rows, frames), bool),
+                                    np.zeros((rows, 2)))
+        stamps[:old_frames] = self._stamps
+        obs[:old_rows, :old_frames] = self._obs
+        held[:old_rows, :old_frames] = self._held
+        sizes[:old_rows] = self._sizes
+        self._stamps, self._obs, self._held, self._sizes = stamps, obs, held, sizes
+
     def _forget_old(self, now_s: float) -> None:
-        for agent_id in [i for i, t in self._tracks.items() if now_s - t[-1][0] > self.max_age_s]:
-            del self._tracks[agent_id]
-            del self._sizes[agent_id]
+        for agent_id in [i for i, (t, _, _) in self._newest.items() if now_s - t > self.max_age_s]:
+            row = self._rows.pop(agent_id)
+            del self._newest[agent_id]
+            self._held[row] = False
+            self._free_rows.append(row)
 
     def window(self, now_s: float | None = None) -> HistoryWindow:
         """Linear interpolation onto the grid; grid times outside a track's span are masked."""
         now_s = self.last_stamp_s if now_s is None else now_s
-        ids = np.array(sorted(self._tracks), dtype=np.int64)
-        positions = np.zeros((len(ids), self.num_steps, 2))
-        mask = np.zeros((len(ids), self.num_steps), dtype=bool)
+        ids = np.array(sorted(self._rows), dtype=np.int64)
         if now_s is None or len(ids) == 0:
-            return HistoryWindow(0.0 if now_s is None else now_s, ids, positions, mask, np.zeros((len(ids), 2)))
+            return HistoryWindow(0.0 if now_s is None else now_s, ids, np.zeros((len(ids), self.num_steps, 2)),
+                                 np.zeros((len(ids), self.num_steps), dtype=bool), np.zeros((len(ids), 2)))
+        rows = np.array([self._rows[i] for i in ids.tolist()])
+        held = self._held[rows, :self._num_frames]
+        frames = slice(int(held.any(0).argmax()), self._num_frames)  # older columns hold nothing of these tracks
         grid = now_s - self.dt_s * np.arange(self.num_steps - 1, -1, -1)
-        for n, agent_id in enumerate(ids):
-            track = np.asarray(self._tracks[int(agent_id)])
-            t, x, y = track[:, 0], track[:, 1], track[:, 2]
-            inside = (grid >= t[0] - 1e-6) & (grid <= t[-1] + 1e-6)
-            inside[-1] = True  # the newest observation stands for "now" (it is at most max_age_s old)
-            backfill = (grid < t[0] - 1e-6) & (grid >= t[0] - self.backfill_s - 1e-6)
-            back_s = np.minimum(grid - t[0], 0.0)
-            mask[n] = inside | backfill
-            for axis, values in ((0, x), (1, y)):
-                seeded = np.where(backfill, values[0] + track[0, 3 + axis] * back_s, 0.0)
-                positions[n, :, axis] = np.where(inside, np.interp(grid, t, values), seeded)
-        sizes = np.array([self._sizes[int(i)] for i in ids])
-        return HistoryWindow(now_s, ids, positions, mask, sizes)
+        positions, mask = _resample(grid, self._stamps[frames], held[:, frames], self._obs[rows, frames],
+                                    self.backfill_s)
+        return HistoryWindow(now_s, ids, positions, mask, self._sizes[rows])
+
+
+@dataclass
+class _Frame:
+    """One message's accepted observations, gathered before they are written to the arrays together."""
+
+    ids: set[int] = field(default_factory=set)
+    rows: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)  # x, y, vx, vy, length, width per row: flat converts faster
+    restarted: list[int] = field(default_factory=list)  # rows whose earlier observations are another object's
+
+
+def _resample(grid: np.ndarray, stamps: np.ndarray, held: np.ndarray, obs: np.ndarray, backfill_s: float
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Every track at the grid times: (N, H, 2) positions and (N, H) mask from (N, F) held cells of ``obs``.
+
+    Per track this is ``np.interp`` over its held stamps inside its span (its ends outside it, within
+    1 us), a backfill at its first velocity up to ``backfill_s`` before it, and masked zeros elsewhere.
+    """
+    agents = np.arange(len(held))[:, None]
+    first = held.argmax(1)[:, None]
+    last = held.shape[1] - 1 - held[:, ::-1].argmax(1)[:, None]
+    t0, t1 = stamps[first], stamps[last]
+    inside = (grid >= t0 - 1e-6) & (grid <= t1 + 1e-6)
+    inside[:, -1] = True  # the newest observation stands for "now" (it is at most max_age_s old)
+    backfill = (grid < t0 - 1e-6) & (grid >= t0 - backfill_s - 1e-6)
+    back_s = np.minimum(grid - t0, 0.0)
+    seeded = np.where(backfill[..., None], obs[agents, first, :2] + obs[agents, first, 2:] * back_s[..., None], 0.0)
+    positions = np.where(inside[..., None], _interpolate(grid, stamps, held, obs[..., :2], first, last), seeded)
+    return positions, inside | backfill
+
+
+def _interpolate(grid: np.ndarray, stamps: np.ndarray, held: np.ndarray, xy: np.ndarray, first: np.ndarray,
+                 last: np.ndarray) -> np.ndarray:
+    """``np.interp`` of each track's held (stamp, xy) at the grid times, term for term: (N, H, 2)."""
+    columns = np.arange(held.shape[1])
+    newest_held = np.maximum.accumulate(np.where(held, columns, -1), axis=1)  # newest held column <= each column
+    oldest_held = np.minimum.accumulate(np.where(held, columns, len(columns))[:, ::-1], axis=1)[:, ::-1]  # >= each
+    before = np.searchsorted(stamps, grid, side="right") - 1  # newest column at or before each grid time
+    lo = np.where(before >= 0, newest_held[:, before], -1)  # the track's point at or before each grid time
+    on_point = (lo < 0) | (lo == last) | (stamps[lo] == grid)  # before, after or on one of its points
+    lo = np.where(lo < 0, first, lo)
+    agents = np.arange(len(held))[:, None]
+    out = xy[agents, lo]
+    n, h = np.nonzero(~on_point)
+    a = lo[n, h]
+    b = oldest_held[n, a + 1]
+    slope = (xy[n, b] - xy[n, a]) / (stamps[b] - stamps[a])[:, None]
+    out[n, h] = slope * (grid[h] - stamps[a])[:, None] + xy[n, a]
+    return out

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from rap_planner.core.history import HistoryWindow
 from rap_planner.core.predictor.baselines import KinematicConfig, constant_velocity
 from rap_planner.core.predictor.checkpoint import load_checkpoint
 from rap_planner.core.predictor.model import AttentionLSTMPredictor, PredictorConfig
@@ -65,50 +66,71 @@ class ForecastModel:
     def num_steps(self) -> int:
         return self.config.horizon_steps
 
-    def predict(self, histories: Mapping[int, np.ndarray], sizes_m: Mapping[int, tuple[float, float]] | None = None,
-                centre_m: np.ndarray | None = None, history_dt_s: float | None = None) -> list[AgentForecast]:
+    def predict(self, histories: Mapping[int, np.ndarray] | HistoryWindow,
+                sizes_m: Mapping[int, tuple[float, float]] | None = None, centre_m: np.ndarray | None = None,
+                history_dt_s: float | None = None) -> list[AgentForecast]:
         """Forecast every agent, in input order; ``sizes_m`` maps id -> (length, width) for the forecasts.
 
+        ``histories`` maps id -> (H_i, 2) array, or is a buffer's ``HistoryWindow`` on the model's ``dt_s``
+        grid: already stacked and sized (``sizes_m`` and ``history_dt_s`` are for mappings), it skips the
+        per-agent work that dominated at a few hundred agents.
         Agents without a single finite position are left out (there is nothing to extrapolate).
         """
-        hist, mask = self._stack([histories[i] for i in histories], history_dt_s)
-        ids = [aid for aid, ok in zip(histories, mask.any(-1), strict=True) if ok]
-        hist, mask = hist[mask.any(-1)], mask[mask.any(-1)]
-        if not ids:
-            return []
+        if isinstance(histories, HistoryWindow):
+            return self._predict_stacked(histories.agent_ids, histories.positions_m, histories.mask,
+                                         histories.sizes_m, centre_m)
+        ids = list(histories)
+        hist = self._stack([histories[i] for i in ids], history_dt_s)
+        sizes_m = sizes_m or {}
+        sizes = np.array([sizes_m.get(i, DEFAULT_SIZE_M) for i in ids], dtype=np.float64).reshape(-1, 2)
+        return self._predict_stacked(ids, hist, np.isfinite(hist).all(-1), sizes, centre_m)
+
+    def predict_set(self, histories: Mapping[int, np.ndarray] | HistoryWindow, stamp_s: float,
+                    **kwargs) -> ForecastSet:
+        agents = self.predict(histories, **kwargs)
+        return ForecastSet(stamp_s=stamp_s, dt_s=self.dt_s, num_steps=self.num_steps, agents=agents)
+
+    def _predict_stacked(self, agent_ids: Sequence[int], histories_m: np.ndarray, mask: np.ndarray,
+                         sizes_m: np.ndarray, centre_m: np.ndarray | None) -> list[AgentForecast]:
+        """(N, H, 2) histories and (N, H) mask ending at the prediction stamp (any H: right-aligned to the
+        model's), (N, 2) sizes -> forecasts of the agents with a valid point."""
+        hist, mask = self._right_align(histories_m, mask)
+        present = np.flatnonzero(mask.any(-1))
+        hist, mask = hist[present], mask[present]
         learned = self._learned_subset(hist, mask, centre_m)
-        kinematic = np.setdiff1d(np.arange(len(ids)), learned, assume_unique=True)
+        kinematic = np.setdiff1d(np.arange(len(present)), learned, assume_unique=True)
         mixtures: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for rows, run in ((learned, self._run_model), (kinematic, self._run_cv)):
             if len(rows):
                 mixtures.update(zip(rows.tolist(), zip(*run(hist[rows], mask[rows]), strict=True), strict=True))
-        sizes_m = sizes_m or {}
         forecasts = []
-        for j, aid in enumerate(ids):
+        for j, n in enumerate(present.tolist()):
             weights, means, covs = mixtures[j]
-            length_m, width_m = sizes_m.get(aid, DEFAULT_SIZE_M)
-            forecasts.append(AgentForecast(agent_id=int(aid), weights=weights, means_m=means, covariances_m2=covs,
-                                           length_m=float(length_m), width_m=float(width_m)))
+            forecasts.append(AgentForecast(agent_id=int(agent_ids[n]), weights=weights, means_m=means,
+                                           covariances_m2=covs, length_m=float(sizes_m[n, 0]),
+                                           width_m=float(sizes_m[n, 1])))
         return forecasts
 
-    def predict_set(self, histories: Mapping[int, np.ndarray], stamp_s: float, **kwargs) -> ForecastSet:
-        agents = self.predict(histories, **kwargs)
-        return ForecastSet(stamp_s=stamp_s, dt_s=self.dt_s, num_steps=self.num_steps, agents=agents)
-
-    def _stack(self, arrays: list[np.ndarray], history_dt_s: float | None) -> tuple[np.ndarray, np.ndarray]:
-        """Right-align histories into (N, H, 2) float64 with a validity mask."""
+    def _stack(self, arrays: list[np.ndarray], history_dt_s: float | None) -> np.ndarray:
+        """Right-align histories into (N, H, 2) float64, NaN where missing."""
         h = self.config.history_steps
-        hist = np.zeros((len(arrays), h, 2))
-        if not arrays:
-            return hist, np.zeros((0, h), bool)
+        hist = np.full((len(arrays), h, 2), np.nan)
         for j, arr in enumerate(arrays):
             arr = np.asarray(arr, dtype=np.float64).reshape(-1, 2)
             if history_dt_s is not None and abs(history_dt_s - self.dt_s) > 1e-9:
                 arr = _regrid(arr, history_dt_s, self.dt_s, h)
             arr = arr[-h:]
-            hist[j] = np.nan
             hist[j, h - len(arr):] = arr
-        mask = np.isfinite(hist).all(-1)
+        return hist
+
+    def _right_align(self, hist: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, H, 2) and (N, H) -> the model's history length, newest last; missing points zeroed and masked."""
+        h = self.config.history_steps
+        hist, mask = np.asarray(hist, dtype=np.float64)[:, -h:], np.asarray(mask, dtype=bool)[:, -h:]
+        pad = h - hist.shape[1]
+        if pad:
+            hist, mask = np.pad(hist, ((0, 0), (pad, 0), (0, 0))), np.pad(mask, ((0, 0), (pad, 0)))
+        mask = mask & np.isfinite(hist).all(-1)
         return np.where(mask[..., None], hist, 0.0), mask
 
     def _learned_subset(self, hist: np.ndarray, mask: np.ndarray, centre_m: np.ndarray | None) -> np.ndarray:
