@@ -154,7 +154,8 @@ def _stack_nodes(role: str, extra_params: dict) -> list:
         params = {"trigger_on_tracks": True, "publish_markers": False, **extra_params}
         nodes.append(PredictorNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]))
     if role in ("stack", "planner"):
-        params = {"trigger_on_predictions": True, "lane_offsets_m": list(LANES_Y_M), "speed_limit_mps": 33.0}
+        params = {"trigger_on_predictions": True, "lane_offsets_m": list(LANES_Y_M), "speed_limit_mps": 33.0,
+                  "publish_markers": False}
         nodes.append(PlannerNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]))
     return nodes
 

@@ -57,6 +57,9 @@ PARAMS = (
     ParamSpec("reference_y_m", [0.0, 0.0], "Default reference path y [m]."),
     ParamSpec("lane_width_m", 3.5, "Lane width [m].", 2.0, 6.0),
     ParamSpec("lane_offsets_m", [0.0], "Lateral offsets of usable lanes from the reference, left positive [m]."),
+    ParamSpec("publish_markers", True, "Publish /viz/plan markers (the plan and a spread of scored candidates)."),
+    ParamSpec("marker_rate_hz", 5.0, "Marker publishing rate: building them costs about as much as a tenth of a "
+              "plan [Hz].", 0.1, 50.0),
 )
 
 
@@ -112,6 +115,7 @@ class PlannerNode(Node):
         self.pub_plan = self.create_publisher(RiskAwarePlan, "/planning/plan", reliable)
         self.pub_path = self.create_publisher(Path, "/planning/path", reliable)
         self.pub_markers = self.create_publisher(MarkerArray, "/viz/plan", 1)
+        self._last_markers_s = -float("inf")
         self.timer = self.create_timer(1.0 / self.params["rate_hz"], self._on_timer)
         self.get_logger().info(f"planner ready: {self.params['risk_measure']} at {self.params['risk_level']}")
 
@@ -197,6 +201,9 @@ class PlannerNode(Node):
         msg = plan_to_msg(plan, frame)
         self.pub_plan.publish(msg)
         self.pub_path.publish(plan_to_path(plan, frame))
-        self.pub_markers.publish(plan_markers(plan, frame, msg.header))
+        now_s = time.monotonic()
+        if self.params["publish_markers"] and now_s - self._last_markers_s >= 1.0 / self.params["marker_rate_hz"]:
+            self._last_markers_s = now_s
+            self.pub_markers.publish(plan_markers(plan, frame, msg.header))
         self.last_plan = plan
 
