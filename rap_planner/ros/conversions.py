@@ -28,6 +28,7 @@ MAX_AGENT_ID = 2**63 - 1  # ids are uint64 on the wire but int64 arrays in the c
 MAX_ABS_POSITION_M = 1e7
 MAX_SPEED_MPS = 1e3
 MAX_FORECAST_STEPS = 1000  # as the predictor's config; 2^32-1 steps made the planner allocate 32 GB
+MAX_VARIANCE_M2 = 1e8  # a 10 km standard deviation says nothing; beyond it the planner's arithmetic overflows
 FORECAST_DT_RANGE_S = (1e-3, 10.0)  # a forecast step outside this is a unit or encoding error, not a forecast
 
 
@@ -267,6 +268,8 @@ def _agent_forecasts(agents: list[AgentPrediction], rows: dict[int, list[int]], 
                      samples: int) -> list[AgentForecast] | None:
     """The agents' forecasts (arrays are views into per-K batches), or None if a value check fails."""
     samples_m = _samples(agents, samples, steps) if samples and agents else None
+    if samples_m is not None and not _samples_ok(samples_m[..., 0], samples_m[..., 1]):
+        return None
     out: list[AgentForecast | None] = [None] * len(agents)
     for k, indices in rows.items():
         batch = _mode_batch([agents[i] for i in indices], k, steps)
@@ -295,6 +298,8 @@ def _mode_batch(agents: list[AgentPrediction], k: int, steps: int) -> tuple[np.n
     sums = weights.sum(axis=1, keepdims=True)  # row sums: the same additions as each agent's weights.sum()
     if (weights < 0.0).any() or (sums <= 0.0).any() or _not_psd(cxx, cxy, cyy).any():
         return None
+    if _out_of_range(mx, my) or max(cxx.max(initial=0.0), cyy.max(initial=0.0)) > MAX_VARIANCE_M2:
+        return None
     covs = np.stack([np.stack([cxx, cxy], -1), np.stack([cxy, cyy], -1)], -2)
     return weights / sums, np.stack([mx, my], -1), covs
 
@@ -303,6 +308,11 @@ def _samples(agents: list[AgentPrediction], samples: int, steps: int) -> np.ndar
     """(N, S, T, 2) joint samples of all agents (sample array lengths already checked)."""
     raw = np.frombuffer(b"".join([f for a in agents for f in (a.sample_x, a.sample_y)]), np.float32)
     return np.ascontiguousarray(np.moveaxis(raw.reshape(len(agents), 2, samples, steps), 1, -1), dtype=np.float64)
+
+
+def _out_of_range(x_m: np.ndarray, y_m: np.ndarray) -> bool:
+    """Some position is beyond MAX_ABS_POSITION_M (not a place in a local map frame)."""
+    return bool(np.abs(x_m).max(initial=0.0) > MAX_ABS_POSITION_M or np.abs(y_m).max(initial=0.0) > MAX_ABS_POSITION_M)
 
 
 def _not_psd(cxx: np.ndarray, cxy: np.ndarray, cyy: np.ndarray) -> np.ndarray:
@@ -336,11 +346,20 @@ def _agent_problem(a: AgentPrediction, steps: int, modes: int, samples: int) -> 
         return f"agent {a.id}: mode weights must be non-negative with a positive sum"
     if _not_psd(cxx, cxy, cyy).any():
         return f"agent {a.id}: covariances must be positive semi-definite"
+    if _out_of_range(mx, my) or max(cxx.max(), cyy.max()) > MAX_VARIANCE_M2:
+        return (f"agent {a.id}: forecast positions beyond {MAX_ABS_POSITION_M:g} m or variances above "
+                f"{MAX_VARIANCE_M2:g} m^2")
     if not _footprint_ok(a.length, a.width):
         return f"agent {a.id}: footprint {a.length:.3g}x{a.width:.3g} m out of range"
     if samples and (len(a.sample_x) != samples * steps or len(a.sample_y) != samples * steps):
         return f"agent {a.id}: sample arrays must hold num_samples*num_steps values"
+    if samples and not _samples_ok(_np(a.sample_x), _np(a.sample_y)):
+        return f"agent {a.id}: samples non-finite or beyond {MAX_ABS_POSITION_M:g} m"
     return None
+
+
+def _samples_ok(x_m: np.ndarray, y_m: np.ndarray) -> bool:
+    return bool(np.isfinite(x_m).all() and np.isfinite(y_m).all() and not _out_of_range(x_m, y_m))
 
 
 # --- plans ---------------------------------------------------------------------------------------

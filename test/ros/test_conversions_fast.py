@@ -238,6 +238,16 @@ def test_header_checks():
             forecast_set_from_msg(PredictionArray(dt=dt, num_steps=STEPS, agents=[good(1)]))
 
 
+def test_positions_and_spreads_beyond_any_map_are_rejected():
+    with pytest.raises(ValueError, match="agent 3: forecast positions beyond 1e.07 m or variances above"):
+        forecast_set_from_msg(message([good(1), prediction(3, mean_x=np.full(2 * STEPS, 3e38))]))
+    with pytest.raises(ValueError, match="agent 4: forecast positions beyond"):
+        forecast_set_from_msg(message([prediction(4, cov_xx=np.full(2 * STEPS, 3e38))]))
+    samples = {"sample_x": np.zeros(2 * STEPS), "sample_y": np.full(2 * STEPS, -2e7)}
+    with pytest.raises(ValueError, match="agent 5: samples non-finite or beyond"):
+        forecast_set_from_msg(message([prediction(5, **samples)], num_samples=2, sample_weights=[0.5, 0.5]))
+
+
 def test_an_agent_forecast_twice_is_rejected():
     with pytest.raises(ValueError, match="agent 2: id appears more than once"):
         forecast_set_from_msg(message([good(1), good(2), good(3), good(2)]))
