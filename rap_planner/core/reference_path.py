@@ -18,6 +18,7 @@ from scipy.spatial import cKDTree
 
 _MIN_SEGMENT_M = 1e-6
 _MAX_SMOOTHING_M = 25.0  # never smooth headings over more than this, whatever the vertex spacing
+_STRAIGHT_YAW_SPREAD_RAD = 1e-9  # a path whose heading varies less than this is straight
 _PROJECTION_PASSES = 2  # re-anchor passes of the local projection (1 on a straight road, 2 on a curve)
 
 
@@ -130,6 +131,7 @@ class ReferencePath:
         # x, y, cos(yaw), sin(yaw) per grid point: one gather per projection pass instead of four
         self._x, self._y = self._xy[:, 0].copy(), self._xy[:, 1].copy()
         self._frame = np.stack([self._x, self._y, np.cos(self._yaw), np.sin(self._yaw)], axis=1)
+        self._straight = bool(np.ptp(self._yaw) < _STRAIGHT_YAW_SPREAD_RAD)
 
     def _build_drivable_area(self) -> shapely.Geometry:
         step = max(1, int(round(1.0 / self._ds)))
@@ -185,6 +187,10 @@ class ReferencePath:
         """
         x_m, y_m = np.broadcast_arrays(np.asarray(x_m, dtype=np.float64), np.asarray(y_m, dtype=np.float64))
         last = len(self._s) - 1
+        if self._straight:  # one frame fits every point: the projection is closed-form
+            frame = self._frame[0]
+            dx, dy = x_m - frame[0], y_m - frame[1]
+            return self._s[0] + dx * frame[2] + dy * frame[3], dy * frame[2] - dx * frame[3]
         if s_guess_m is None:
             _, index = self._tree.query(np.stack([x_m.reshape(-1), y_m.reshape(-1)], axis=1))
             index = index.reshape(x_m.shape)
