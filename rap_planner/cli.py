@@ -54,7 +54,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     elif args.target == "soak":
         from rap_planner.bench.soak import run_soak
 
-        result = run_soak(agents=args.agents, rate_hz=args.rate, minutes=args.minutes, composed=args.composed)
+        result = run_soak(agents=args.agents, rate_hz=args.rate, minutes=args.minutes, composed=args.composed,
+                          cycle_budget_s=1e-3 * args.cycle_budget_ms)
     else:
         from rap_planner.bench.e2e import run_e2e_bench
 
@@ -257,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--minutes", type=float, default=10.0, help="soak: duration")
     bench.add_argument("--composed", action="store_true",
                        help="soak: predictor and planner in one process (as `rap-planner up`), not one each")
+    bench.add_argument("--cycle-budget-ms", type=float, default=0.0,
+                       help="soak: the planner's cycle budget (skip refinements that would end a plan later); 0: none")
     bench.add_argument("--duration", type=float, default=20.0, help="e2e: measured seconds")
     bench.add_argument("--agents", type=int, default=32)
     bench.add_argument("--scenarios", type=int, default=64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import yaml
@@ -36,6 +37,8 @@ def planner_config(values: dict, base: PlannerConfig | None = None) -> PlannerCo
                                      "prediction_timeout_s", "refine", "seed") if k in values}
     if "target_speed_mps" in values:
         direct["target_speed_mps"] = values["target_speed_mps"] or None
+    if "cycle_budget_s" in values:
+        direct["cycle_budget_s"] = values["cycle_budget_s"] or math.inf
     config = dataclasses.replace(base, weights=weights, **direct)
     config.validate()
     return config

@@ -9,6 +9,7 @@ tracks message through a relay in the child process, without prediction or plann
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -46,9 +47,9 @@ def highway_traffic(num_agents: int, t_s: float, seed: int = 0) -> list[TrackedA
             for i in range(num_agents)]
 
 
-def _child_command(role: str, max_agents: int | None = None) -> list[str]:
-    extra = [] if max_agents is None else [str(max_agents)]
-    return [sys.executable, "-m", "rap_planner.bench.e2e", role, *extra]
+def _child_command(role: str, overrides: dict[str, dict] | None = None) -> list[str]:
+    """Command of a child process; ``overrides`` maps "predictor" / "planner" to parameter values."""
+    return [sys.executable, "-m", "rap_planner.bench.e2e", role, json.dumps(overrides or {})]
 
 
 def run_e2e_bench(agents: int = 32, rate_hz: float = 10.0, duration_s: float = 20.0, warmup_s: float = 3.0) -> dict:
@@ -142,7 +143,7 @@ def _measure(role: str, agents: int, rate_hz: float, duration_s: float, warmup_s
 STACK_ROLES = ("stack", "predictor", "planner")  # composed in one process, or one node per process
 
 
-def _stack_nodes(role: str, extra_params: dict) -> list:
+def _stack_nodes(role: str, overrides: dict[str, dict]) -> list:
     """The stack's nodes for a child role, set up for event-triggered (lock-step) operation."""
     from rclpy.parameter import Parameter
 
@@ -151,16 +152,16 @@ def _stack_nodes(role: str, extra_params: dict) -> list:
 
     nodes = []
     if role in ("stack", "predictor"):
-        params = {"trigger_on_tracks": True, "publish_markers": False, **extra_params}
+        params = {"trigger_on_tracks": True, "publish_markers": False, **overrides.get("predictor", {})}
         nodes.append(PredictorNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]))
     if role in ("stack", "planner"):
         params = {"trigger_on_predictions": True, "lane_offsets_m": list(LANES_Y_M), "speed_limit_mps": 33.0,
-                  "publish_markers": False}
+                  "publish_markers": False, **overrides.get("planner", {})}
         nodes.append(PlannerNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]))
     return nodes
 
 
-def _child(role: str, max_agents: int | None = None) -> None:
+def _child(role: str, overrides: dict[str, dict]) -> None:
     """The other side: the stack (composed, or one of its nodes), or a relay that echoes tracks straight back."""
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -176,7 +177,7 @@ def _child(role: str, max_agents: int | None = None) -> None:
         node.create_subscription(TrackedAgentArray, "/perception/tracked_agents", pub.publish, qos)
         nodes = [node]
     else:
-        nodes = _stack_nodes(role, {} if max_agents is None else {"max_agents": max_agents})
+        nodes = _stack_nodes(role, overrides)
     executor = SingleThreadedExecutor()
     for n in nodes:
         executor.add_node(n)
@@ -185,4 +186,4 @@ def _child(role: str, max_agents: int | None = None) -> None:
 
 
 if __name__ == "__main__":
-    _child(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None)
+    _child(sys.argv[1], json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})

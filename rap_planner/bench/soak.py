@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from rap_planner.bench.e2e import EGO_SPEED_MPS, _child_command, highway_traffic
+from rap_planner.core.planner import BUDGET_SKIP_REASON
 from rap_planner.core.types import EgoState
 
 T0_S = 1000.0  # stamp of the first message (as the end-to-end bench)
@@ -59,8 +60,11 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, progress: bool = True,
-             warmup_s: float = 5.0, composed: bool = False) -> dict:
+             warmup_s: float = 5.0, composed: bool = False, cycle_budget_s: float = 0.0) -> dict:
     """Run the stack for ``minutes`` under ``agents`` agents at ``rate_hz``; print a table, return the figures.
+
+    ``cycle_budget_s`` > 0 is passed to the planner (a refinement that would end the plan later is skipped);
+    plans published without refinement for it are counted.
 
     Raises RuntimeError when the stack process dies or never answers.
     """
@@ -77,8 +81,9 @@ def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, pr
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     log = tempfile.NamedTemporaryFile("w+", prefix="rap_planner_soak_", suffix=".log", delete=False)  # noqa: SIM115
     capacity = min(max(64, agents + agents // 4), 1024)  # tracks that left linger max_track_age_s
+    overrides = {"predictor": {"max_agents": capacity}, "planner": {"cycle_budget_s": cycle_budget_s}}
     roles = ("stack",) if composed else ("predictor", "planner")
-    children = [subprocess.Popen(_child_command(role, capacity), env=env, stdout=log, stderr=subprocess.STDOUT)
+    children = [subprocess.Popen(_child_command(role, overrides), env=env, stdout=log, stderr=subprocess.STDOUT)
                 for role in roles]
     context = rclpy.context.Context()
     rclpy.init(context=context)
@@ -88,7 +93,7 @@ def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, pr
     pub_odom = node.create_publisher(Odometry, "/ego/odom", qos)
     sent: dict[float, float] = {}  # stamp -> publish time, measured window only
     latencies_ms: list[float] = []
-    plan_status = {"ok": 0, "fallback": 0}
+    plan_status = {"ok": 0, "fallback": 0, "unrefined": 0}
     predicted: set[float] = set()
 
     planned: set[float] = set()
@@ -100,6 +105,7 @@ def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, pr
             planned.add(stamp)
             latencies_ms.append(1e3 * (time.perf_counter() - t_pub))
             plan_status["ok" if msg.status == RiskAwarePlan.STATUS_OK else "fallback"] += 1
+            plan_status["unrefined"] += msg.status_reason == BUDGET_SKIP_REASON
 
     def on_prediction(data: bytes) -> None:
         stamp_s = _cdr_stamp_s(data)
@@ -179,6 +185,7 @@ def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, pr
     rss_start = rss_start if rss_start is not None else rss_end
     result = {
         "agents": agents, "rate_hz": rate_hz, "minutes": minutes, "composed": composed,
+        "cycle_budget_s": cycle_budget_s, "unrefined_plans": plan_status["unrefined"],
         "p50_ms": _percentile(latencies_ms, 50), "p95_ms": _percentile(latencies_ms, 95),
         "p99_ms": _percentile(latencies_ms, 99), "max_ms": max(latencies_ms),
         "sent": len(sent), "plans": len(latencies_ms), "dropped": len(sent) - len(latencies_ms),
@@ -208,7 +215,9 @@ def _print_table(r: dict) -> None:
     print(f"soak: {r['agents']} agents at {r['rate_hz']:g} Hz for {r['minutes']:g} min ({layout}, lock-step)")
     rows = [
         ("tracks sent", f"{r['sent']}  ({r['achieved_rate_hz']:.2f} Hz achieved)"),
-        ("plans received", f"{r['plans']}  ({r['ok_plans']} ok, {r['fallback_plans']} fallback)"),
+        ("plans received", f"{r['plans']}  ({r['ok_plans']} ok, {r['fallback_plans']} fallback"
+                           + (f", {r['unrefined_plans']} unrefined for the {1e3 * r['cycle_budget_s']:g} ms cycle "
+                              "budget)" if r["cycle_budget_s"] else ")")),
         ("dropped (no plan)", f"{r['dropped']}  ({100.0 * r['dropped'] / max(r['sent'], 1):.2f} %)"),
         ("predictions received", f"{r['predictions']}  ({r['predictions_dropped']} dropped)"),
         ("plan latency p50 / p95 / p99", f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} / {r['p99_ms']:.1f} ms  "

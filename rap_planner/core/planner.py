@@ -14,6 +14,7 @@ import functools
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -45,8 +46,11 @@ from rap_planner.core.types import EgoState, ForecastSet, Plan
 log = logging.getLogger(__name__)
 
 _EGO_FIELDS = ("stamp_s", "x_m", "y_m", "yaw_rad", "v_mps", "a_mps2", "length_m", "width_m")
+BUDGET_SKIP_REASON = "refinement skipped: cycle budget"
+MAX_OFF_ROAD_M = 10.0  # an ego further than this beyond the drivable area is not driving on the reference
 _REFINE_MIN_GAIN = 1e-9  # a refinement must lower the risk by more than this to be kept
 _MAX_CACHED_REFINERS = 8
+_REFINE_DURATIONS_KEPT = 8  # the budget check expects the slowest of the last few refinements (each skip drops one)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 _MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's maximum
 _TRIM_THRESHOLD_BYTES = 256 << 20
@@ -93,6 +97,7 @@ class PlannerConfig:
     refine_solver: str = "CLARABEL"
     refine_time_limit_s: float = 0.02
     refine_trust_region_mps2: float = 1.0
+    cycle_budget_s: float = math.inf  # refinement is skipped when it would end the plan later than this
     max_acceptable_risk: float = math.inf  # above this even the best candidate is refused (fallback)
     prune_agents: bool = True  # leave out agents no candidate can reach before sampling (see core.relevance)
     num_visualised: int = 16  # candidates returned in the Plan for visualisation
@@ -107,6 +112,8 @@ class PlannerConfig:
         _positive("prediction_timeout_s", self.prediction_timeout_s)
         _positive("refine_time_limit_s", self.refine_time_limit_s)
         _positive("refine_trust_region_mps2", self.refine_trust_region_mps2)
+        if not self.cycle_budget_s > 0.0:
+            raise ValueError(f"cycle_budget_s must be positive (inf: no budget), got {self.cycle_budget_s!r}")
         steps = self.horizon_s / self.dt_s
         if abs(steps - round(steps)) > 1e-6 or round(steps) < 2:
             raise ValueError(f"horizon_s ({self.horizon_s}) must be a whole multiple (>= 2) of dt_s ({self.dt_s})")
@@ -192,6 +199,7 @@ class RiskAwarePlanner:
         self._refiners: dict[tuple, CvarRefiner] = {}
         self._last_forecasts: ForecastSet | None = None
         self._last_ego: EgoState | None = None
+        self._refine_durations_s: deque[float] = deque(maxlen=_REFINE_DURATIONS_KEPT)
         self._prepare(config)
         self.config = config
 
@@ -271,10 +279,13 @@ class RiskAwarePlanner:
     def _plan(self, ego: EgoState, forecasts: ForecastSet, reference: ReferencePath, now_s: float,
               config: PlannerConfig) -> Plan:
         clock = _Clock(self.last_timings_s)
+        _, d0, _ = ego_frenet(ego, reference)
+        if not -reference.road_right_m - MAX_OFF_ROAD_M <= d0 <= reference.road_left_m + MAX_OFF_ROAD_M:
+            return self.fallback_plan(ego, reference, now_s, f"ego {d0:+.1f} m beside the reference path: "
+                                      "not on this road (wrong frame or reference?)")
         target_speed = min(config.target_speed_mps if config.target_speed_mps is not None else math.inf,
                            reference.speed_limit_mps, config.limits.max_speed_mps)
         cands = plan_candidates(ego, reference, config.candidate_config(target_speed))
-        _, d0, _ = ego_frenet(ego, reference)
         model = CostModel(reference, config.weights, target_speed, reference.nearest_lane_offset(d0),
                           ego.length_m, ego.width_m)
         clock.lap("candidates")
@@ -299,8 +310,14 @@ class RiskAwarePlanner:
             return self.fallback_plan(ego, reference, now_s, f"no acceptable candidate (lowest risk "
                                       f"{risks[best]:.3g} > {config.max_acceptable_risk:.3g})")
         choice, note = _Choice(cands.states(best), costs[best]), ""
-        if config.refine:
+        if config.refine and clock.elapsed_s() + max(self._refine_durations_s, default=0.0) > config.cycle_budget_s:
+            note = BUDGET_SKIP_REASON  # anytime planning: the sampled best is a complete plan
+            if self._refine_durations_s:  # forget the oldest, so a refinement is tried (and timed) again
+                self._refine_durations_s.popleft()
+        elif config.refine:
+            refine_start = time.perf_counter()
             choice, note = self._refine(cands, best, model, tracks, measure, config, reference)
+            self._refine_durations_s.append(time.perf_counter() - refine_start)
         clock.lap("refine")
         return self._to_plan(choice, note, cands, risks, tracks, measure, config, now_s, len(forecasts.agents))
 
@@ -399,7 +416,10 @@ class _Clock:
     def __init__(self, sink: dict[str, float]) -> None:
         self.sink = sink
         self.sink.clear()
-        self.last = time.perf_counter()
+        self.start = self.last = time.perf_counter()
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.start
 
     def lap(self, name: str) -> None:
         now = time.perf_counter()

@@ -49,6 +49,8 @@ PARAMS = (
     ParamSpec("trigger_on_predictions", False, "Plan as soon as forecasts and odometry of one instant are in "
               "(lock-step simulation) instead of on the timer."),
     ParamSpec("refine", True, "Refine the best candidate with the cvxpy CVaR program."),
+    ParamSpec("cycle_budget_s", 0.0, "Skip the refinement when it would end a plan later than this after it "
+              "started, publishing the best sampled candidate (real-time use); 0: always refine [s].", 0.0, 10.0),
     ParamSpec("seed", 0, "Seed of the scenario sampler [-].", 0, 2**31 - 1),
     ParamSpec("frame_id", "map", "Planning frame (REP 105); inputs in other frames are rejected."),
     ParamSpec("ego_length_m", 4.5, "Ego footprint length [m].", 1.0, 20.0),

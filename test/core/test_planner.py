@@ -171,3 +171,23 @@ def test_config_changes_apply_at_the_next_plan(scene):
 def test_invalid_configs_say_why(change, message):
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(PlannerConfig(), **change).validate()
+
+
+def test_ego_far_beside_the_reference_gets_the_braking_fallback(scene):
+    ego, forecasts, reference = scene
+    planner = RiskAwarePlanner(PlannerConfig())
+    beside = dataclasses.replace(ego, y_m=ego.y_m + reference.road_left_m + 30.0)
+    plan = planner.plan(beside, forecasts, reference, 0.0)
+    assert not plan.ok and "beside the reference path" in plan.reason
+    assert plan.states[-1, 3] < beside.v_mps  # braking
+    assert planner.plan(ego, forecasts, reference, 0.0).ok
+
+
+def test_a_spent_cycle_budget_skips_the_refinement(scene):
+    ego, forecasts, reference = scene
+    rushed = RiskAwarePlanner(PlannerConfig(cycle_budget_s=1e-6)).plan(ego, forecasts, reference, 0.0)
+    relaxed = RiskAwarePlanner(PlannerConfig()).plan(ego, forecasts, reference, 0.0)
+    assert rushed.ok and rushed.reason == "refinement skipped: cycle budget"
+    assert relaxed.ok and relaxed.reason != rushed.reason
+    with pytest.raises(ValueError, match="cycle_budget_s must be positive"):
+        PlannerConfig(cycle_budget_s=0.0).validate()
