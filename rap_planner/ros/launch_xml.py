@@ -19,6 +19,7 @@ import yaml
 from rap_planner.paths import share_dir
 
 _SUBST = re.compile(r"\$\((var|find-pkg-share)\s+([A-Za-z0-9_]+)\)")
+_ANY_SUBST = re.compile(r"\$\([^)]*\)?")
 
 
 @dataclass
@@ -99,6 +100,10 @@ def _substitute(text: str, values: dict[str, str]) -> str:
             raise ValueError(f"$(find-pkg-share {name}): only rap_planner is known here")
         return str(share_dir())
 
+    unknown = _ANY_SUBST.search(_SUBST.sub("", text))
+    if unknown:  # $(env ...), $(command ...), $(eval ...), ...: ros2 launch would expand them, we would not
+        raise ValueError(f"substitution {unknown.group(0)!r} is not supported by rap-planner up "
+                         "(only $(var NAME) and $(find-pkg-share rap_planner))")
     return _SUBST.sub(replace, text)
 
 

@@ -274,6 +274,11 @@ LAUNCH_OK_NODE = '<node pkg="rap_planner" exec="planner_node" name="planner"/>'
     ('<node pkg="rap_planner" exec="planner_node"><param name="a" value="$(var undeclared)"/></node>',
      "before it is declared"),
     ('<arg name="needs_value"/>' + LAUNCH_OK_NODE, "has no default"),
+    ('<node pkg="rap_planner" exec="planner_node"><param name="a" value="$(command touch {marker})"/></node>',
+     "substitution .* is not supported"),
+    ('<node pkg="rap_planner" exec="planner_node"><param name="a" value="$(env HOME)"/></node>',
+     "substitution .* is not supported"),
+    ('<arg name="x" default="$(eval 1+1"/>' + LAUNCH_OK_NODE, "substitution .* is not supported"),
 ])
 def test_launch_xml_with_unknown_elements_is_refused(tmp_path, markers, body, match):
     never, _ = markers
@@ -308,8 +313,9 @@ def test_hostile_launch_xml_fails_clearly_and_runs_nothing(tmp_path, markers):
         parse(_write(tmp_path / "x.launch.xml", override), {"r": PYTHON_TAGS[0].format(marker=never)})
     command = f'<launch><node pkg="rap_planner" exec="planner_node" name="planner">' \
               f'<param name="seed" value="$(command touch {never})"/></node></launch>'
-    params = parse(_write(tmp_path / "x.launch.xml", command)).nodes[0].params
-    assert params["seed"] == f"$(command touch {never})"  # unknown substitution: kept as text, not run
+    with pytest.raises(ValueError, match="is not supported"):  # refused, never run
+        parse(_write(tmp_path / "x.launch.xml", command))
+    assert not never.exists()
 
 
 # --- bags ------------------------------------------------------------------------------------------------
