@@ -80,7 +80,7 @@ def _measure(role: str, agents: int, rate_hz: float, duration_s: float, warmup_s
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    from rap_planner.msg import PredictionArray, RiskAwarePlan, TrackedAgentArray
+    from rap_planner.msg import RiskAwarePlan, TrackedAgentArray
     from rap_planner.ros.conversions import ego_to_odometry, stamp_to_s, tracked_agents_to_msg
 
     child = subprocess.Popen(_child_command(role), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -94,21 +94,13 @@ def _measure(role: str, agents: int, rate_hz: float, duration_s: float, warmup_s
         (RiskAwarePlan, "/planning/plan")
 
     def on_answer(msg) -> None:
-        t_pub = sent.get(round(stamp_to_s(msg.header.stamp), 6))
+        # a plan answers the tracks its forecasts were made of (a late planner may use newer odometry)
+        stamp = msg.prediction_stamp if role == "stack" else msg.header.stamp
+        t_pub = sent.get(round(stamp_to_s(stamp), 6))
         if t_pub is not None:
             latencies.append(1e3 * (time.perf_counter() - t_pub))
 
     node.create_subscription(answer_type, answer_topic, on_answer, qos)
-
-    def on_forecast(msg) -> None:
-        """Odometry of an instant goes out once its forecast exists, as in lock-step simulation:
-        sent with the tracks, a lagging stack would answer old forecasts under new stamps."""
-        stamp_s = stamp_to_s(msg.header.stamp)
-        x_m = EGO_SPEED_MPS * (stamp_s - 1000.0)
-        pub_odom.publish(ego_to_odometry(EgoState(stamp_s, x_m, 0.0, 0.0, EGO_SPEED_MPS)))
-
-    if role == "stack":
-        node.create_subscription(PredictionArray, "/prediction/agents", on_forecast, qos)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
@@ -123,6 +115,8 @@ def _measure(role: str, agents: int, rate_hz: float, duration_s: float, warmup_s
             if k / rate_hz >= warmup_s:
                 sent[round(stamp_s, 6)] = time.perf_counter()
             pub_tracks.publish(msg)
+            x_m = EGO_SPEED_MPS * (stamp_s - 1000.0)
+            pub_odom.publish(ego_to_odometry(EgoState(stamp_s, x_m, 0.0, 0.0, EGO_SPEED_MPS)))
             k += 1
             next_t = t0 + k / rate_hz
             while time.monotonic() < next_t:

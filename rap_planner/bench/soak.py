@@ -8,8 +8,8 @@ so every agent is tracked and forecast (the default 64 would silently leave most
 out). This process publishes the synthetic 3-lane highway (``e2e.highway_traffic``, constant density)
 and ego odometry at ``rate_hz`` and measures
 
-- plan latency: publication of a tracks message -> arrival of the plan for that stamp (ego odometry for
-  an instant is sent when its forecast is seen, as a lock-step simulator would: see ``on_prediction``);
+- plan latency: publication of a tracks message -> arrival of the first plan made on its forecasts (the
+  plan's ``prediction_stamp``); ego odometry is published with the tracks, as a vehicle's runs on its own;
 - drops: tracks sent vs plans and predictions received for them (a stack that cannot keep up loses
   messages: the reliable queues keep the last 10);
 - memory: RSS of the stack's processes together (VmRSS from /proc/<pid>/status) after warm-up and at the end.
@@ -99,7 +99,8 @@ def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, pr
     planned: set[float] = set()
 
     def on_plan(msg: RiskAwarePlan) -> None:
-        stamp = round(stamp_to_s(msg.header.stamp), 6)
+        # Latency from the tracks the plan's forecasts were made of; a late planner may plan them with newer odometry.
+        stamp = round(stamp_to_s(msg.prediction_stamp), 6)
         t_pub = sent.get(stamp)
         if t_pub is not None and stamp not in planned:
             planned.add(stamp)
@@ -108,13 +109,9 @@ def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, pr
             plan_status["unrefined"] += msg.status_reason == BUDGET_SKIP_REASON
 
     def on_prediction(data: bytes) -> None:
-        stamp_s = _cdr_stamp_s(data)
-        # The ego state of the instant being planned, as a lock-step simulator delivers it: the plan is then
-        # stamped with the forecast's (= the tracks') stamp. Ego odometry published with the tracks would run
-        # ahead of a lagging predictor and stamp plans for old forecasts with newer stamps (latency too low).
-        pub_odom.publish(ego_to_odometry(EgoState(stamp_s, EGO_SPEED_MPS * (stamp_s - T0_S), 0.0, 0.0, EGO_SPEED_MPS)))
-        if round(stamp_s, 6) in sent:
-            predicted.add(round(stamp_s, 6))
+        stamp_s = round(_cdr_stamp_s(data), 6)
+        if stamp_s in sent:
+            predicted.add(stamp_s)
 
     node.create_subscription(RiskAwarePlan, "/planning/plan", on_plan, qos)
     node.create_subscription(PredictionArray, "/prediction/agents", on_prediction, qos, raw=True)
@@ -150,6 +147,7 @@ def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, pr
             if t_s >= warmup_s:
                 sent[round(stamp_s, 6)] = time.perf_counter()
             pub_tracks.publish(msg)
+            pub_odom.publish(ego_to_odometry(EgoState(stamp_s, EGO_SPEED_MPS * t_s, 0.0, 0.0, EGO_SPEED_MPS)))
             k += 1
             now = time.monotonic()
             if now >= next_rss:

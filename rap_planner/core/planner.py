@@ -319,7 +319,7 @@ class RiskAwarePlanner:
             choice, note = self._refine(cands, best, model, tracks, measure, config, reference)
             self._refine_durations_s.append(time.perf_counter() - refine_start)
         clock.lap("refine")
-        return self._to_plan(choice, note, cands, risks, tracks, measure, config, now_s, len(forecasts.agents))
+        return self._to_plan(choice, note, cands, risks, tracks, measure, config, now_s, forecasts)
 
     def _refine(self, cands: Candidates, best: int, model: CostModel, tracks: AgentTracks, measure: RiskMeasure,
                 config: PlannerConfig, reference: ReferencePath) -> tuple[_Choice, str]:
@@ -374,7 +374,7 @@ class RiskAwarePlanner:
         return self._refiners[key]
 
     def _to_plan(self, choice: _Choice, note: str, cands: Candidates, risks: np.ndarray, tracks: AgentTracks,
-                 measure: RiskMeasure, config: PlannerConfig, now_s: float, num_agents: int) -> Plan:
+                 measure: RiskMeasure, config: PlannerConfig, now_s: float, forecasts: ForecastSet) -> Plan:
         w, level = tracks.weights, config.risk_level
         shown = _visualised(risks, config.num_visualised)
         return Plan(
@@ -390,7 +390,8 @@ class RiskAwarePlanner:
             reason=note,
             num_candidates=cands.num,
             num_scenarios=tracks.num_scenarios,
-            num_agents=num_agents,
+            num_agents=len(forecasts.agents),
+            prediction_stamp_s=forecasts.stamp_s,
             candidates_xy_m=np.stack([cands.x_m[shown], cands.y_m[shown]], axis=-1),
             candidates_risk=risks[shown].astype(np.float64),
         )

@@ -92,5 +92,6 @@ class Plan:
     num_candidates: int = 0
     num_scenarios: int = 0
     num_agents: int = 0  # agents the plan was checked against (those within reach of some candidate)
+    prediction_stamp_s: float = float("nan")  # stamp of the forecasts it was made on (NaN: none, e.g. fallback)
     candidates_xy_m: np.ndarray | None = None  # (C', T, 2) a few candidates for visualisation
     candidates_risk: np.ndarray | None = None  # (C',) their risks

@@ -383,6 +383,9 @@ def plan_to_msg(plan: Plan, frame_id: str = "map") -> RiskAwarePlan:
     msg.planning_time = float(plan.planning_time_s)
     msg.num_candidates = int(plan.num_candidates)
     msg.num_scenarios = int(plan.num_scenarios)
+    msg.num_agents = int(plan.num_agents)
+    if math.isfinite(plan.prediction_stamp_s):
+        msg.prediction_stamp = s_to_stamp(plan.prediction_stamp_s)
     return msg
 
 
@@ -393,7 +396,8 @@ def plan_from_msg(msg: RiskAwarePlan) -> Plan:
                 risk_level=msg.risk_level, risk=msg.risk, expected_cost=msg.expected_cost,
                 value_at_risk=msg.value_at_risk, ok=msg.status == RiskAwarePlan.STATUS_OK, reason=msg.status_reason,
                 planning_time_s=msg.planning_time, num_candidates=msg.num_candidates,
-                num_scenarios=msg.num_scenarios)
+                num_scenarios=msg.num_scenarios, num_agents=msg.num_agents,
+                prediction_stamp_s=stamp_to_s(msg.prediction_stamp) if msg.prediction_stamp != Time() else math.nan)
 
 
 def plan_to_path(plan: Plan, frame_id: str = "map") -> Path:

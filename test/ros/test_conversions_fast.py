@@ -14,13 +14,15 @@ import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message, serialize_message
 
-from rap_planner.core.types import AgentForecast, ForecastSet, TrackedAgent
+from rap_planner.core.types import AgentForecast, ForecastSet, Plan, TrackedAgent
 from rap_planner.msg import AgentPrediction, PredictionArray, TrackedAgentArray
 from rap_planner.msg import TrackedAgent as TrackedAgentMsg
 from rap_planner.ros.conversions import (
     MAX_AGENT_ID,
     forecast_set_from_msg,
     forecast_set_to_msg,
+    plan_from_msg,
+    plan_to_msg,
     tracked_agents_from_msg,
 )
 
@@ -322,3 +324,13 @@ def test_track_problems_are_worded_as_before():
                         "agent 2: non-finite pose/velocity/size", "agent 3: footprint 80.0x1.8 m out of range",
                         "agent 4: position (3e+07, -830) m or speed out of range",
                         "agent 5: position (1.2e+03, -830) m or speed out of range"]
+
+
+def test_plans_carry_the_forecast_stamp_and_agent_count():
+    states = np.zeros((3, 5))
+    plan = Plan(stamp_s=12.5, times_s=np.array([0.0, 0.2, 0.4]), states=states, num_agents=37,
+                prediction_stamp_s=12.45)
+    back = plan_from_msg(deserialize_message(serialize_message(plan_to_msg(plan)), type(plan_to_msg(plan))))
+    assert back.num_agents == 37 and math.isclose(back.prediction_stamp_s, 12.45, abs_tol=1e-9)
+    fallback = plan_from_msg(plan_to_msg(Plan(stamp_s=3.0, times_s=np.zeros(1), states=np.zeros((1, 5)), ok=False)))
+    assert math.isnan(fallback.prediction_stamp_s)  # no forecasts behind a fallback
