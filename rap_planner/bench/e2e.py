@@ -134,9 +134,6 @@ def _measure(role: str, agents: int, rate_hz: float, duration_s: float, warmup_s
     return latencies
 
 
-STACK_ROLES = ("stack", "predictor", "planner")  # composed in one process, or one node per process
-
-
 def _stack_nodes(role: str, overrides: dict[str, dict]) -> list:
     """The stack's nodes for a child role, set up for event-triggered (lock-step) operation."""
     from rclpy.parameter import Parameter

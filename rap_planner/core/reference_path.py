@@ -210,6 +210,8 @@ class ReferencePath:
                                ) -> tuple[np.ndarray, np.ndarray]:
         """``to_frenet`` for (..., T) trajectories: the k-d tree projects every ``anchor_every``-th step and
         the last, the steps between start from s interpolated between those (several times fewer queries)."""
+        if self._straight:  # closed form: no anchors needed
+            return self.to_frenet(x_m, y_m)
         x_m, y_m = np.broadcast_arrays(np.asarray(x_m, dtype=np.float64), np.asarray(y_m, dtype=np.float64))
         steps = x_m.shape[-1]
         anchors = np.unique(np.append(np.arange(0, steps, max(int(anchor_every), 1)), steps - 1))

@@ -16,7 +16,7 @@ import numpy as np
 
 from rap_planner.core.candidates import Candidates
 from rap_planner.core.costs import CostModel
-from rap_planner.core.scenarios import cholesky_2x2, resample_in_time
+from rap_planner.core.scenarios import cholesky_factors, resample_in_time
 from rap_planner.core.types import AgentForecast, ForecastSet
 
 RELEVANCE_SIGMAS = 5.0
@@ -71,9 +71,7 @@ def relevant_agents(forecasts: ForecastSet, cands: Candidates, model: CostModel,
     owner, positions, covariances = _scenario_sources(agents)
     grid_start_s, grid_dt_s = forecasts.stamp_s + forecasts.dt_s, forecasts.dt_s
     means = resample_in_time(positions, grid_start_s, grid_dt_s, times_s)
-    chol = cholesky_2x2(covariances)
-    factors = np.stack([chol[..., 0, 0], chol[..., 1, 0], chol[..., 1, 1]], axis=-1)
-    factors = resample_in_time(factors, grid_start_s, grid_dt_s, times_s, extrapolate=False)
+    factors = resample_in_time(cholesky_factors(covariances), grid_start_s, grid_dt_s, times_s, extrapolate=False)
     position_slack = sigmas * _largest_sigma(factors)  # (R, T)
     speed_slack = sigmas * np.linalg.norm(_time_rate(factors, times_s), axis=-1)
     sizes = np.array([(a.length_m, a.width_m) for a in agents])

@@ -159,6 +159,12 @@ def cholesky_2x2(cov: np.ndarray) -> np.ndarray:
     return out
 
 
+def cholesky_factors(cov: np.ndarray) -> np.ndarray:
+    """(..., 3) = (l11, l21, l22) of ``cholesky_2x2``: the three entries a sample's spread needs."""
+    chol = cholesky_2x2(cov)
+    return np.stack([chol[..., 0, 0], chol[..., 1, 0], chol[..., 1, 1]], axis=-1)
+
+
 def systematic_modes(weights: np.ndarray, num_scenarios: int, rng: np.random.Generator) -> np.ndarray:
     """(N, S) mode indices for (N, K) weights: stratified counts, independent order per agent."""
     cumulative = np.cumsum(weights, axis=1)
@@ -188,8 +194,7 @@ def _gaussian_samples(
         weights[n, :k] = agent.weights
         means[n, :k] = agent.means_m
         covs[n, :k] = agent.covariances_m2
-    chol = cholesky_2x2(covs)
-    factors = np.stack([chol[..., 0, 0], chol[..., 1, 0], chol[..., 1, 1]], axis=-1)  # (N, K, T, 3)
+    factors = cholesky_factors(covs)  # (N, K, T, 3)
     means = resample_in_time(means, grid[0], grid[1], times_s)
     factors = resample_in_time(factors, grid[0], grid[1], times_s, extrapolate=False)
     modes = systematic_modes(weights, num_scenarios, rng)  # (N, S)
