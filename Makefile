@@ -52,6 +52,7 @@ $(SETUP_STAMP): $(MSGS_STAMP) setup.py
 
 lint: setup
 	$(VENV)/bin/ruff check rap_planner test
+	$(VENV)/bin/mypy
 
 pytest: setup
 	$(PY) -m pytest -q

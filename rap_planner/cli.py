@@ -12,7 +12,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from rap_planner import __version__
+from rap_planner import __version__, topics
+from rap_planner.runtime_tuning import tune_process
 
 
 def _print_json_last(result: dict) -> None:
@@ -21,6 +22,11 @@ def _print_json_last(result: dict) -> None:
 
 
 def _cmd_param(args: argparse.Namespace) -> int:
+    if args.action == "table":
+        return _param_table(args.node)
+    if args.node is None or args.name is None:
+        print(f"param {args.action} needs a NODE and a NAME", file=sys.stderr)
+        return 2
     from rap_planner.ros.param_client import get_parameter, set_parameter
 
     if args.action == "get":
@@ -33,6 +39,21 @@ def _cmd_param(args: argparse.Namespace) -> int:
     ok, reason = set_parameter(args.node, args.name, args.value, timeout_s=args.timeout)
     print("Set parameter successful" if ok else f"Setting parameter failed: {reason}")
     return 0 if ok else 1
+
+
+def _param_table(node: str | None) -> int:
+    """The markdown tables of the README's "Parameters" section, from the schemas (no ROS needed)."""
+    from rap_planner.core.parameters import SCHEMAS, markdown_tables
+
+    if node is None:
+        print(markdown_tables())
+        return 0
+    schema = SCHEMAS.get(node.lstrip("/"))
+    if schema is None:
+        print(f"no parameter schema for node {node!r}; known: {', '.join('/' + n for n in SCHEMAS)}", file=sys.stderr)
+        return 2
+    print(schema.markdown_table())
+    return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -244,10 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rap-planner {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    param = sub.add_parser("param", help="get or set a parameter of a running node (like `ros2 param`)")
-    param.add_argument("action", choices=["get", "set"])
-    param.add_argument("node", help="node name, e.g. /planner")
-    param.add_argument("name", help="parameter name, e.g. risk_level")
+    param = sub.add_parser("param", help="get or set a parameter of a running node (like `ros2 param`); "
+                           "`table`: every parameter's type, default, unit and range (markdown)")
+    param.add_argument("action", choices=["get", "set", "table"])
+    param.add_argument("node", nargs="?", help="node name, e.g. /planner (table: all nodes if left out)")
+    param.add_argument("name", nargs="?", help="parameter name, e.g. risk_level")
     param.add_argument("value", nargs="?", help="new value (set only), parsed as YAML: 0.9, true, cvar")
     param.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the node")
     param.set_defaults(func=_cmd_param)
@@ -316,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     bag.add_argument("--loop", action="store_true", help="play: start over at the end")
     bag.add_argument("--start-offset", type=float, default=0.0, help="play: skip this many seconds")
     bag.add_argument("--remap", nargs="*", default=[], metavar="FROM:=TO", help="play: topic remapping")
-    bag.add_argument("--clock", action="store_true", help="play: publish /clock from the bag's time")
+    bag.add_argument("--clock", action="store_true", help=f"play: publish {topics.CLOCK} from the bag's time")
     bag.add_argument("--format", choices=["ngsim", "highd"], default="ngsim", help="convert: CSV format")
     bag.add_argument("--from", dest="source", default=None, help="convert: NGSIM CSV or highD XX_tracks.csv")
     bag.add_argument("--meta", default=None, help="convert: highD XX_recordingMeta.csv (default: beside tracks)")
@@ -344,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 0
+    tune_process()
     return func(args)
 
 

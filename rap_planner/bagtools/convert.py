@@ -22,14 +22,13 @@ from pathlib import Path
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from rap_planner import topics
 from rap_planner.data.highd import load_highd
 from rap_planner.data.ngsim import load_ngsim
 from rap_planner.data.tracks import TrackTable
 from rap_planner.ros.bag_recorder import rap_planner_typestore
 from rap_planner.ros.conversions import yaw_to_quaternion
 
-TRACKS_TOPIC = "/perception/tracked_agents"
-ODOM_TOPIC = "/ego/odom"
 TRACKS_TYPE = "rap_planner/msg/TrackedAgentArray"
 ODOM_TYPE = "nav_msgs/msg/Odometry"
 FRAME_ID = "map"
@@ -56,8 +55,8 @@ def tracks_to_bag(table: TrackTable, out_bag: Path, ego_id: int, scene: int | No
     out_bag.parent.mkdir(parents=True, exist_ok=True)
     store = rap_planner_typestore()
     with Writer(out_bag, version=9, storage_plugin=STORAGE_PLUGINS[storage]) as writer:
-        tracks_conn = writer.add_connection(TRACKS_TOPIC, TRACKS_TYPE, typestore=store)
-        odom_conn = writer.add_connection(ODOM_TOPIC, ODOM_TYPE, typestore=store)
+        tracks_conn = writer.add_connection(topics.TRACKED_AGENTS, TRACKS_TYPE, typestore=store)
+        odom_conn = writer.add_connection(topics.EGO_ODOM, ODOM_TYPE, typestore=store)
         for stamp_ns, rows in _frames_of_ego_lifetime(cols, int(ego_id), table.dt_s):
             is_ego = cols["agent_id"][rows] == ego_id
             tracks = _tracked_agent_array(store, cols, rows[~is_ego], stamp_ns)

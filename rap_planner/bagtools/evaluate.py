@@ -18,7 +18,8 @@ as skipped. ``min_history_s`` > 0 also skips forecasts of agents seen for less t
 stamp (the offline predictor evaluation uses 1 s: nobody can guess a newcomer's speed); the default 0
 scores everything the planner received.
 
-Plans: count, fallback share and reasons, planning time percentiles, risk and expected cost over time.
+Plans: count, fallback share, fallbacks per FallbackReason code (with one example detail each), planning time
+percentiles, risk and expected cost over time.
 Messages are decoded with the definitions stored in the bag (no ROS install needed).
 """
 
@@ -35,12 +36,12 @@ import torch
 from matplotlib.figure import Figure
 from rosbags.highlevel import AnyReader
 
+from rap_planner import topics
 from rap_planner.core.predictor.metrics import min_ade_fde, per_second, trajectory_nll
+from rap_planner.core.types import FallbackReason, PlanStatus
+from rap_planner.core.validation import check_flat_forecasts, flat_forecasts, step_problem
 
-TRACKS_TOPIC = "/perception/tracked_agents"
-PREDICTION_TOPIC = "/prediction/agents"
-PLAN_TOPIC = "/planning/plan"
-STATUS_FALLBACK = 1  # RiskAwarePlan.STATUS_FALLBACK
+_FALLBACK_BY_CODE = {r.value: r for r in FallbackReason}  # the message's FALLBACK_* codes (same values)
 MISS_THRESHOLD_M = 2.0
 MAX_GAP_S = 0.5  # longest gap in an agent's track that is bridged by interpolation
 MIN_VARIANCE_M2 = 1e-6  # floor for degenerate (zero) forecast covariances
@@ -65,13 +66,13 @@ class BagContent:
 
     tracks: dict[int, np.ndarray] = field(default_factory=dict)  # agent id -> (N, 3) rows t_s, x_m, y_m
     forecasts: list[Forecast] = field(default_factory=list)
-    malformed_forecasts: int = 0  # agents in predictions with inconsistent array lengths or non-finite values
+    malformed_forecasts: int = 0  # agents in predictions that the stack would reject (core.validation)
     plans: list[dict] = field(default_factory=list)
 
 
 def evaluate_bag(bag: Path, out_dir: Path, *, miss_threshold_m: float = MISS_THRESHOLD_M,
-                 max_gap_s: float = MAX_GAP_S, min_history_s: float = 0.0, tracks_topic: str = TRACKS_TOPIC,
-                 prediction_topic: str = PREDICTION_TOPIC, plan_topic: str = PLAN_TOPIC) -> dict:
+                 max_gap_s: float = MAX_GAP_S, min_history_s: float = 0.0, tracks_topic: str = topics.TRACKED_AGENTS,
+                 prediction_topic: str = topics.PREDICTIONS, plan_topic: str = topics.PLAN) -> dict:
     """Write metrics.md, metrics.json, error_vs_horizon.png and plan_stats.png; return the JSON's dict.
 
     Undefined values (nothing to score) are None. Raises FileNotFoundError for a missing bag and
@@ -96,8 +97,8 @@ def evaluate_bag(bag: Path, out_dir: Path, *, miss_threshold_m: float = MISS_THR
 
 # --- reading ---------------------------------------------------------------------------------------
 
-def read_bag(bag: Path, tracks_topic: str = TRACKS_TOPIC, prediction_topic: str = PREDICTION_TOPIC,
-             plan_topic: str = PLAN_TOPIC) -> BagContent:
+def read_bag(bag: Path, tracks_topic: str = topics.TRACKED_AGENTS, prediction_topic: str = topics.PREDICTIONS,
+             plan_topic: str = topics.PLAN) -> BagContent:
     """Decode the three topics (converted as they stream by, so predictions are not held twice);
     positions per agent sorted by time, duplicates of a stamp dropped."""
     if not Path(bag).exists():
@@ -136,30 +137,37 @@ def _tracks_by_agent(by_agent: dict[int, list[tuple[float, float, float]]]) -> d
 
 
 def _forecasts(msg, stamp_s: float) -> list[Forecast]:
-    """Mixture parameters per agent; malformed agents (wrong lengths, non-finite, bad weights) are left out."""
+    """Mixture parameters per agent; agents the stack would reject (``core.validation``'s checks: array lengths,
+    non-finite values, weights, covariances, limits, repeated ids) are left out, all of them if the steps are bad."""
     steps, dt_s = int(msg.num_steps), round(float(msg.dt), DT_DECIMALS)
-    out = []
-    for a in msg.agents:
-        weights = np.asarray(a.mode_weights, dtype=np.float64)
-        k = len(weights)
-        arrays = [np.asarray(getattr(a, n), dtype=np.float64) for n in ("mean_x", "mean_y", "cov_xx", "cov_xy",
-                                                                         "cov_yy")]
-        if steps == 0 or k == 0 or any(len(v) != k * steps for v in arrays):
-            continue
-        if not all(np.isfinite(v).all() for v in (weights, *arrays)) or weights.min() < 0 or weights.sum() <= 0:
-            continue
-        mx, my, cxx, cxy, cyy = (v.reshape(k, steps) for v in arrays)
+    if step_problem(float(msg.dt), steps, len(msg.agents)) or not msg.agents:
+        return []
+    checks = check_flat_forecasts(flat_forecasts(msg))
+    modes = checks.modes[checks.rows]  # the decoded values are those of checks.rows
+    mx, my, cxx, cxy, cyy = checks.moments.reshape(5, int(modes.sum()), steps)
+    with np.errstate(invalid="ignore", over="ignore"):  # rejected agents' values are converted too, then dropped
         sx, sy = np.sqrt(np.maximum(cxx, MIN_VARIANCE_M2)), np.sqrt(np.maximum(cyy, MIN_VARIANCE_M2))
         rho = np.clip(cxy / (sx * sy), -MAX_ABS_RHO, MAX_ABS_RHO)
-        logits = np.log(np.maximum(weights / weights.sum(), 1e-12))
-        out.append(Forecast(stamp_s, dt_s, int(a.id), logits, np.stack([mx, my, sx, sy, rho], -1)))
-    return out
+        params = np.stack([mx, my, sx, sy, rho], -1)
+        starts = np.cumsum(modes) - modes
+        weights = checks.weights / np.repeat(np.add.reduceat(checks.weights, starts), modes)
+        logits = np.log(np.maximum(weights, 1e-12))
+    ok, ids = checks.ok, checks.forecasts.agent_ids
+    return [Forecast(stamp_s, dt_s, int(ids[row]), logits[start:start + k], params[start:start + k])
+            for row, start, k in zip(checks.rows.tolist(), starts.tolist(), modes.tolist(), strict=True) if ok[row]]
 
 
 def _plan_row(msg, stamp_s: float) -> dict:
-    return {"t_s": stamp_s, "fallback": int(msg.status) == STATUS_FALLBACK, "reason": str(msg.status_reason),
+    fallback = int(msg.status) != PlanStatus.OK.value
+    return {"t_s": stamp_s, "fallback": fallback, "fallback_reason": _fallback_reason(msg).name if fallback else None,
+            "reason": str(msg.status_reason),
             "planning_time_ms": 1e3 * float(msg.planning_time), "risk": float(msg.risk),
             "expected_cost": float(msg.expected_cost), "risk_setting": f"{msg.risk_measure}@{msg.risk_level:.2f}"}
+
+
+def _fallback_reason(msg) -> FallbackReason:
+    """UNSPECIFIED for a code this version does not know and in bags recorded before plans carried one."""
+    return _FALLBACK_BY_CODE.get(int(getattr(msg, "fallback_reason", 0)), FallbackReason.UNSPECIFIED)
 
 
 # --- prediction metrics ------------------------------------------------------------------------------
@@ -259,6 +267,7 @@ def plan_statistics(plans: list[dict]) -> dict:
     """Counts, fallback share and reasons, planning time percentiles, risk figures and their time series."""
     if not plans:
         return {"count": 0, "fallback_count": 0, "fallback_share": None, "fallback_reasons": {},
+                "fallback_examples": {},
                 "risk_settings": {}, "planning_time_ms": {"p50": None, "p95": None, "max": None},
                 "risk": {"mean": None, "max": None}, "expected_cost": {"mean": None, "max": None},
                 "series": {k: [] for k in ("t_s", "risk", "expected_cost", "planning_time_ms", "fallback")}}
@@ -266,7 +275,8 @@ def plan_statistics(plans: list[dict]) -> dict:
     series = {k: [p[k] for p in plans] for k in ("t_s", "risk", "expected_cost", "planning_time_ms", "fallback")}
     times = np.array(series["planning_time_ms"])
     return {"count": len(plans), "fallback_count": len(fallbacks), "fallback_share": len(fallbacks) / len(plans),
-            "fallback_reasons": dict(Counter(p["reason"] or "(no reason given)" for p in fallbacks).most_common()),
+            "fallback_reasons": dict(Counter(p["fallback_reason"] for p in fallbacks).most_common()),
+            "fallback_examples": {p["fallback_reason"]: p["reason"] for p in reversed(fallbacks)},  # the first detail
             "risk_settings": dict(Counter(p["risk_setting"] for p in plans).most_common()),
             "planning_time_ms": {"p50": float(np.percentile(times, 50)), "p95": float(np.percentile(times, 95)),
                                  "max": float(times.max())},
@@ -322,7 +332,8 @@ def _markdown(result: dict) -> str:
                   f"| expected cost mean / max | {_fmt(q['expected_cost']['mean'])} / "
                   f"{_fmt(q['expected_cost']['max'])} |",
                   f"| risk settings | {', '.join(f'{k} ({n})' for k, n in q['risk_settings'].items())} |", ""]
-        lines += ["Fallback reasons:", ""] + [f"- {reason}: {n}" for reason, n in q["fallback_reasons"].items()] \
+        lines += ["Fallback reasons:", ""] + [f"- {reason}: {n} (e.g. \"{q['fallback_examples'][reason]}\")"
+                                              for reason, n in q["fallback_reasons"].items()] \
             if q["fallback_reasons"] else ["No fallbacks."]
     else:
         lines += ["No plans in the bag."]

@@ -17,7 +17,9 @@ import time
 
 import numpy as np
 
+from rap_planner import topics
 from rap_planner.core.types import EgoState, TrackedAgent
+from rap_planner.runtime_tuning import tune_process
 
 LANES_Y_M = (-3.5, 0.0, 3.5)
 EGO_SPEED_MPS = 25.0  # the benches' ego drives along y = 0 at this speed
@@ -86,12 +88,12 @@ def _measure(role: str, agents: int, rate_hz: float, duration_s: float, warmup_s
     child = subprocess.Popen(_child_command(role), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     node = rclpy.create_node(f"e2e_source_{role}")
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    pub_tracks = node.create_publisher(TrackedAgentArray, "/perception/tracked_agents", qos)
-    pub_odom = node.create_publisher(Odometry, "/ego/odom", qos)
+    pub_tracks = node.create_publisher(TrackedAgentArray, topics.TRACKED_AGENTS, qos)
+    pub_odom = node.create_publisher(Odometry, topics.EGO_ODOM, qos)
     sent: dict[float, float] = {}
     latencies: list[float] = []
-    answer_type, answer_topic = (TrackedAgentArray, "/bench/relay") if role == "relay" else \
-        (RiskAwarePlan, "/planning/plan")
+    answer_type, answer_topic = (TrackedAgentArray, topics.BENCH_RELAY) if role == "relay" else \
+        (RiskAwarePlan, topics.PLAN)
 
     def on_answer(msg) -> None:
         # a plan answers the tracks its forecasts were made of (a late planner may use newer odometry)
@@ -160,12 +162,13 @@ def _child(role: str, overrides: dict[str, dict]) -> None:
 
     from rap_planner.msg import TrackedAgentArray
 
+    tune_process()
     rclpy.init()
     if role == "relay":
         node = rclpy.create_node("e2e_relay")
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        pub = node.create_publisher(TrackedAgentArray, "/bench/relay", qos)
-        node.create_subscription(TrackedAgentArray, "/perception/tracked_agents", pub.publish, qos)
+        pub = node.create_publisher(TrackedAgentArray, topics.BENCH_RELAY, qos)
+        node.create_subscription(TrackedAgentArray, topics.TRACKED_AGENTS, pub.publish, qos)
         nodes = [node]
     else:
         nodes = _stack_nodes(role, overrides)

@@ -20,6 +20,7 @@ from rap_planner.core.planner import PlannerConfig, RiskAwarePlanner
 from rap_planner.core.reference_path import ReferencePath
 from rap_planner.core.scenes import highway_scene
 from rap_planner.core.types import EgoState, ForecastSet
+from rap_planner.runtime_tuning import tune_process
 
 _MAX_TARGET_SPEEDS = 64
 _NUM_SCENES = 5
@@ -79,6 +80,7 @@ def run_planner_bench(
     Returns p50_ms / p95_ms per plan, refine_p95_ms for the refinement stage alone, the sizes, the
     baseline's naive_p50_ms and speedup = naive_p50_ms / p50_ms, plus per-stage p50s.
     """
+    tune_process()
     scenes: list[tuple[EgoState, ForecastSet, ReferencePath]] = [
         highway_scene(agents, seed + k, horizon_s=horizon_s, dt_s=dt_s) for k in range(_NUM_SCENES)
     ]

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rap_planner import topics
 from rap_planner.bench.e2e import EGO_SPEED_MPS, _child_command, highway_traffic
-from rap_planner.core.planner import BUDGET_SKIP_REASON
 from rap_planner.core.types import EgoState
 
 T0_S = 1000.0  # stamp of the first message (as the end-to-end bench)
@@ -89,8 +89,8 @@ def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, pr
     rclpy.init(context=context)
     node = rclpy.create_node("soak_source", context=context)
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    pub_tracks = node.create_publisher(TrackedAgentArray, "/perception/tracked_agents", qos)
-    pub_odom = node.create_publisher(Odometry, "/ego/odom", qos)
+    pub_tracks = node.create_publisher(TrackedAgentArray, topics.TRACKED_AGENTS, qos)
+    pub_odom = node.create_publisher(Odometry, topics.EGO_ODOM, qos)
     sent: dict[float, float] = {}  # stamp -> publish time, measured window only
     latencies_ms: list[float] = []
     plan_status = {"ok": 0, "fallback": 0, "unrefined": 0}
@@ -106,15 +106,15 @@ def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, pr
             planned.add(stamp)
             latencies_ms.append(1e3 * (time.perf_counter() - t_pub))
             plan_status["ok" if msg.status == RiskAwarePlan.STATUS_OK else "fallback"] += 1
-            plan_status["unrefined"] += msg.status_reason == BUDGET_SKIP_REASON
+            plan_status["unrefined"] += msg.note == RiskAwarePlan.NOTE_REFINEMENT_SKIPPED_BUDGET
 
     def on_prediction(data: bytes) -> None:
         stamp_s = round(_cdr_stamp_s(data), 6)
         if stamp_s in sent:
             predicted.add(stamp_s)
 
-    node.create_subscription(RiskAwarePlan, "/planning/plan", on_plan, qos)
-    node.create_subscription(PredictionArray, "/prediction/agents", on_prediction, qos, raw=True)
+    node.create_subscription(RiskAwarePlan, topics.PLAN, on_plan, qos)
+    node.create_subscription(PredictionArray, topics.PREDICTIONS, on_prediction, qos, raw=True)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
 
@@ -131,7 +131,7 @@ def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, pr
     rss_samples: list[tuple[float, float]] = []
     try:
         deadline = time.monotonic() + 90.0
-        while pub_tracks.get_subscription_count() == 0 or node.count_publishers("/planning/plan") == 0:
+        while pub_tracks.get_subscription_count() == 0 or node.count_publishers(topics.PLAN) == 0:
             check_children()
             if time.monotonic() > deadline:
                 raise RuntimeError("the stack process did not come up within 90 s")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rap_planner.core.array_types import BoolArray, FloatArray
 from rap_planner.core.reference_path import ReferencePath
 from rap_planner.core.types import EgoState
 
@@ -169,7 +170,9 @@ def longitudinal_profiles(
     return integrate_accel(v0_mps, accel, dt)
 
 
-def _quintic(d0: float, rate0: float, targets: np.ndarray, durations: np.ndarray, t: np.ndarray):
+def _quintic(
+    d0: float, rate0: float, targets: FloatArray, durations: FloatArray, t: np.ndarray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Quintic moves from (d0, rate0, 0) to (target, 0, 0) within ``duration``, then hold.
 
     d = d0 + (target - d0) b(u) + rate0 T g(u), u = t / T, with the smooth step
@@ -210,7 +213,7 @@ def lateral_profiles(
 
 def _feasible(
     v: np.ndarray, a: np.ndarray, d_rate: np.ndarray, d_acc: np.ndarray, kappa_path: np.ndarray, limits: VehicleLimits
-) -> np.ndarray:
+) -> BoolArray:
     """(..., T + 1) -> (...): curvature, lateral-accel and heading-error limits hold at every step."""
     speed_sq = v**2 + d_rate**2
     heading_error = np.arctan2(d_rate, np.maximum(v, _SPEED_EPS_MPS))
@@ -221,7 +224,8 @@ def _feasible(
     ok = np.abs(heading_error) <= limits.max_heading_error_rad
     ok &= ~moving | (np.abs(kappa) <= limits.max_curvature_1pm)
     ok &= np.abs(lat_accel) <= limits.max_lat_accel_mps2
-    return ok.all(axis=-1)
+    feasible: BoolArray = ok.all(axis=-1)
+    return feasible
 
 
 def compose(

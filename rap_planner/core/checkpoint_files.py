@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -38,7 +39,7 @@ def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     tmp.replace(path)
 
 
-def write_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], sidecar: dict) -> Path:
+def write_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], sidecar: dict[str, Any]) -> Path:
     """Write ``path`` (safetensors) and its JSON sidecar, each atomically.
 
     ``sidecar`` must hold its ``"format"``, which also tags the safetensors file; the version is added. Keys are
@@ -53,7 +54,7 @@ def write_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], sidecar
     return path
 
 
-def read_sidecar(path: str | Path, fmt: str) -> dict:
+def read_sidecar(path: str | Path, fmt: str) -> dict[str, Any]:
     """The parsed JSON sidecar of ``path``, checked to be of format ``fmt`` and this version."""
     side = sidecar_path(path)
     if not side.is_file():
@@ -111,7 +112,7 @@ def save_optimizer(optimizer: torch.optim.Optimizer, path: str | Path, fmt: str)
     """Optimizer state: tensors to safetensors, hyper-parameters and scalar state to a sidecar of format ``fmt``."""
     state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict] = {}
+    scalars: dict[str, dict[str, object]] = {}
     for idx, entry in state["state"].items():
         for name, value in entry.items():
             if isinstance(value, torch.Tensor):
@@ -131,9 +132,9 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: str | Path, fmt: str)
     optimizer.load_state_dict({"state": dict(sorted(state.items())), "param_groups": groups})
 
 
-def _optimizer_state(path: Path, tensors: dict[str, torch.Tensor], scalars: object) -> dict[int, dict]:
+def _optimizer_state(path: Path, tensors: dict[str, torch.Tensor], scalars: Any) -> dict[int, dict[str, object]]:
     """Per-parameter state from ``"<index>.<name>"`` tensors and the sidecar's scalars."""
-    state: dict[int, dict] = {}
+    state: dict[int, dict[str, object]] = {}
     try:
         for key, value in tensors.items():
             idx, name = key.split(".", 1)
@@ -148,14 +149,14 @@ def _optimizer_state(path: Path, tensors: dict[str, torch.Tensor], scalars: obje
 def _check_groups(path: Path, optimizer: torch.optim.Optimizer, groups: object) -> None:
     """Saved groups must number parameters 0..n-1 in the optimizer's group sizes, as ``state_dict`` does."""
     sizes = [len(g["params"]) for g in optimizer.param_groups]
-    well_formed = isinstance(groups, list) and all(isinstance(g, dict) and isinstance(g.get("params"), list)
-                                                   for g in groups)
-    if (not well_formed or [len(g["params"]) for g in groups] != sizes
+    if (not isinstance(groups, list)
+            or not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)
+            or [len(g["params"]) for g in groups] != sizes
             or [i for g in groups for i in g["params"]] != list(range(sum(sizes)))):
         raise CheckpointError(f"{path}: optimizer state is for a different parameter list")
 
 
-def _check_state(path: Path, optimizer: torch.optim.Optimizer, state: dict[int, dict]) -> None:
+def _check_state(path: Path, optimizer: torch.optim.Optimizer, state: dict[int, dict[str, object]]) -> None:
     """Each entry must belong to a parameter; tensors are scalars or shaped like it, other values finite numbers."""
     params = [p for g in optimizer.param_groups for p in g["params"]]
     for idx, entry in state.items():

@@ -8,15 +8,14 @@ braking plan in the current lane with ``ok=False`` and the reason.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import functools
 import logging
 import math
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,7 +28,8 @@ from rap_planner.core.candidates import (
     integrate_accel,
     plan_candidates,
 )
-from rap_planner.core.costs import AgentTracks, CostModel, CostWeights, agent_tracks, single_threaded_blas
+from rap_planner.core.costs import AgentTracks, CostModel, CostWeights, agent_tracks
+from rap_planner.core.parameters import PLANNER
 from rap_planner.core.reference_path import ReferencePath
 from rap_planner.core.refine import (
     CvarRefiner,
@@ -41,48 +41,32 @@ from rap_planner.core.refine import (
 from rap_planner.core.relevance import relevant_agents
 from rap_planner.core.risk import RISK_MEASURES, RiskMeasure, ValueAtRisk, make_risk_measure, validate_risk_level
 from rap_planner.core.scenarios import InvalidForecast, sample_scenarios, validate_forecasts
-from rap_planner.core.types import EgoState, ForecastSet, Plan
+from rap_planner.core.types import EgoState, FallbackReason, ForecastSet, Plan, PlanNote
 
 log = logging.getLogger(__name__)
 
 _EGO_FIELDS = ("stamp_s", "x_m", "y_m", "yaw_rad", "v_mps", "a_mps2", "length_m", "width_m")
-BUDGET_SKIP_REASON = "refinement skipped: cycle budget"
+NOTE_REASONS = {  # the human-readable detail of each note
+    PlanNote.REFINEMENT_SKIPPED_BUDGET: "refinement skipped: cycle budget",
+    PlanNote.REFINEMENT_SOLVER_FAILURE: "refinement skipped: solver failure",
+    PlanNote.REFINEMENT_INFEASIBLE: "refinement rejected: infeasible",
+}
 MAX_OFF_ROAD_M = 10.0  # an ego further than this beyond the drivable area is not driving on the reference
 _REFINE_MIN_GAIN = 1e-9  # a refinement must lower the risk by more than this to be kept
 _MAX_CACHED_REFINERS = 8
 _REFINE_DURATIONS_KEPT = 8  # the budget check expects the slowest of the last few refinements (each skip drops one)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
-_MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's maximum
-_TRIM_THRESHOLD_BYTES = 256 << 20
-
-
-@functools.cache
-def reuse_freed_memory() -> bool:
-    """Let glibc keep freed memory for reuse instead of mapping fresh pages for every large array.
-
-    A plan allocates a few hundred numpy temporaries of 0.1-2 MB; by default glibc serves each from
-    a fresh mmap and page-faults it in, which costs about a third of the planning time. This is a
-    process-wide setting (the process keeps up to ~256 MB of freed heap); returns False where it
-    does not apply (not glibc).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES) == 1
-        return ok and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) == 1
-    except (OSError, AttributeError):
-        return False
 
 
 @dataclass(frozen=True)
 class PlannerConfig:
     """Everything the planner can be told; ``validate()`` says what is wrong with a bad one."""
 
-    risk_measure: str = "cvar"
-    risk_level: float = 0.9
-    num_scenarios: int = 64
-    horizon_s: float = 5.0
+    risk_measure: str = PLANNER.config_default("risk_measure", str)
+    risk_level: float = PLANNER.config_default("risk_level", float)
+    num_scenarios: int = PLANNER.config_default("num_scenarios", int)
+    horizon_s: float = PLANNER.config_default("horizon_s", float)
     dt_s: float = 0.2
-    target_speed_mps: float | None = None  # None: the reference's speed limit
+    target_speed_mps: float | None = PLANNER.optional_config_default("target_speed_mps", float)  # None: speed limit
     num_target_speeds: int = 8
     accel_levels_mps2: tuple[float, ...] = (1.5, 4.0)
     resume_after_s: tuple[float, ...] = (2.5,)  # dip-and-resume variants of every speed profile
@@ -91,13 +75,13 @@ class PlannerConfig:
     max_lane_changes: int = 1
     limits: VehicleLimits = field(default_factory=VehicleLimits)
     weights: CostWeights = field(default_factory=CostWeights)
-    prediction_timeout_s: float = 0.5
-    seed: int = 0
-    refine: bool = True
+    prediction_timeout_s: float = PLANNER.config_default("prediction_timeout_s", float)
+    seed: int = PLANNER.config_default("seed", int)
+    refine: bool = PLANNER.config_default("refine", bool)
     refine_solver: str = "CLARABEL"
-    refine_time_limit_s: float = 0.02
+    refine_time_limit_s: float = PLANNER.config_default("refine_time_limit_s", float)
     refine_trust_region_mps2: float = 1.0
-    cycle_budget_s: float = math.inf  # refinement is skipped when it would end the plan later than this
+    cycle_budget_s: float = PLANNER.config_default("cycle_budget_s", float)  # skip refining when it would end later
     max_acceptable_risk: float = math.inf  # above this even the best candidate is refused (fallback)
     prune_agents: bool = True  # leave out agents no candidate can reach before sampling (see core.relevance)
     num_visualised: int = 16  # candidates returned in the Plan for visualisation
@@ -160,6 +144,18 @@ class PlannerConfig:
         )
 
 
+def candidates_and_cost(ego: EgoState, reference: ReferencePath, config: PlannerConfig
+                        ) -> tuple[Candidates, CostModel]:
+    """The candidate set and cost model the planner scores for this ego (the biased sampler trains on them)."""
+    target_speed = min(config.target_speed_mps if config.target_speed_mps is not None else math.inf,
+                       reference.speed_limit_mps, config.limits.max_speed_mps)
+    cands = plan_candidates(ego, reference, config.candidate_config(target_speed))
+    _, d0, _ = ego_frenet(ego, reference)
+    model = CostModel(reference, config.weights, target_speed, reference.nearest_lane_offset(d0),
+                      ego.length_m, ego.width_m)
+    return cands, model
+
+
 def _positive(name: str, value: float) -> None:
     if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value > 0.0):
         raise ValueError(f"{name} must be a positive number, got {value!r}")
@@ -185,15 +181,12 @@ class RiskAwarePlanner:
     """Plans with ``config`` as it is at each ``plan()`` call (swap it or use ``update_config``).
 
     ``cost_evaluator`` computes the (C, S) cost matrix; benchmarks swap in the per-candidate loop.
-    ``tune_allocator`` applies ``reuse_freed_memory()`` (a process-wide glibc setting, ~1.5x faster plans).
+    Entry points call ``rap_planner.runtime_tuning.tune_process()`` once (allocator, BLAS threads: ~1.5x faster).
     """
 
-    def __init__(self, config: PlannerConfig | None = None, cost_evaluator: CostEvaluator = vectorised_costs,
-                 tune_allocator: bool = True) -> None:
+    def __init__(self, config: PlannerConfig | None = None, cost_evaluator: CostEvaluator = vectorised_costs) -> None:
         config = config or PlannerConfig()
         config.validate()
-        if tune_allocator:
-            reuse_freed_memory()
         self.cost_evaluator = cost_evaluator
         self.last_timings_s: dict[str, float] = {}
         self._refiners: dict[tuple, CvarRefiner] = {}
@@ -223,25 +216,27 @@ class RiskAwarePlanner:
         """The lowest-risk plan for this instant, or a braking fallback with the reason."""
         start = time.perf_counter()
         config = self.config
-        problem = _ego_problem(ego) or (None if math.isfinite(now_s) else "non-finite input: now_s")
-        if problem is None:
+        usable: ForecastSet | _Problem | None = _ego_problem(ego) or (
+            None if math.isfinite(now_s) else _Problem(FallbackReason.NON_FINITE_INPUT, "non-finite input: now_s"))
+        if usable is None:
             self._last_ego = ego
-            forecasts, problem = self._usable_forecasts(forecasts, now_s, config)
-        if problem is not None:
-            plan = self.fallback_plan(ego, reference, now_s, problem)
+            usable = self._usable_forecasts(forecasts, now_s, config)
+        if isinstance(usable, _Problem):
+            plan = self.fallback_plan(ego, reference, now_s, *usable)
         else:
             try:
-                with single_threaded_blas():
-                    plan = self._plan(ego, forecasts, reference, now_s, config)
+                plan = self._plan(ego, usable, reference, now_s, config)
             except Exception as exc:  # a bug or numerical failure must not leave the car without a plan
                 log.exception("planning failed")
-                plan = self.fallback_plan(ego, reference, now_s, f"planner failure: {exc!r}")
+                plan = self.fallback_plan(ego, reference, now_s, FallbackReason.PLANNER_FAILURE,
+                                          f"planner failure: {exc!r}")
         plan.planning_time_s = time.perf_counter() - start
         self.last_timings_s["total"] = plan.planning_time_s
         return plan
 
-    def fallback_plan(self, ego: EgoState, reference: ReferencePath, now_s: float, reason: str) -> Plan:
-        """Hard braking, holding the current lateral offset, with ``ok=False`` and ``reason``."""
+    def fallback_plan(self, ego: EgoState, reference: ReferencePath, now_s: float, fallback: FallbackReason,
+                      reason: str) -> Plan:
+        """Hard braking, holding the current lateral offset, with ``fallback`` and its detail ``reason``."""
         config = self.config
         times = np.arange(config.num_steps + 1) * config.dt_s
         base = ego if _ego_problem(ego) is None else self._last_ego
@@ -254,40 +249,38 @@ class RiskAwarePlanner:
             states = _standstill(base, len(times))
         stamp = now_s if math.isfinite(now_s) else (base.stamp_s if base is not None else 0.0)
         return Plan(stamp_s=stamp, times_s=times, states=states, risk_measure=config.risk_measure,
-                    risk_level=config.risk_level, ok=False, reason=reason)
+                    risk_level=config.risk_level, fallback=fallback, reason=reason)
 
     # ------------------------------------------------------------------ steps
 
-    def _usable_forecasts(self, forecasts: ForecastSet | None, now_s: float, config: PlannerConfig):
-        """(forecasts, None) or (None, reason); a None input reuses the last good set while fresh."""
+    def _usable_forecasts(self, forecasts: ForecastSet | None, now_s: float,
+                          config: PlannerConfig) -> ForecastSet | _Problem:
+        """The forecasts to plan on or why there are none; a None input reuses the last good set while fresh."""
         if forecasts is not None:
             try:
                 validate_forecasts(forecasts)
             except InvalidForecast as exc:
-                return None, str(exc)
+                return _Problem(FallbackReason.INVALID_FORECAST, str(exc))
             self._last_forecasts = forecasts
         forecasts = forecasts or self._last_forecasts
         if forecasts is None:
-            return None, "missing predictions"
+            return _Problem(FallbackReason.MISSING_PREDICTIONS, "missing predictions")
         age = now_s - forecasts.stamp_s
         if age > config.prediction_timeout_s:
-            return None, f"stale predictions ({age:.2f} s old, timeout {config.prediction_timeout_s:.2f} s)"
+            return _Problem(FallbackReason.STALE_PREDICTIONS,
+                            f"stale predictions ({age:.2f} s old, timeout {config.prediction_timeout_s:.2f} s)")
         if age < -config.prediction_timeout_s:
-            return None, f"predictions stamped {-age:.2f} s in the future"
-        return forecasts, None
+            return _Problem(FallbackReason.FUTURE_PREDICTIONS, f"predictions stamped {-age:.2f} s in the future")
+        return forecasts
 
     def _plan(self, ego: EgoState, forecasts: ForecastSet, reference: ReferencePath, now_s: float,
               config: PlannerConfig) -> Plan:
         clock = _Clock(self.last_timings_s)
         _, d0, _ = ego_frenet(ego, reference)
         if not -reference.road_right_m - MAX_OFF_ROAD_M <= d0 <= reference.road_left_m + MAX_OFF_ROAD_M:
-            return self.fallback_plan(ego, reference, now_s, f"ego {d0:+.1f} m beside the reference path: "
-                                      "not on this road (wrong frame or reference?)")
-        target_speed = min(config.target_speed_mps if config.target_speed_mps is not None else math.inf,
-                           reference.speed_limit_mps, config.limits.max_speed_mps)
-        cands = plan_candidates(ego, reference, config.candidate_config(target_speed))
-        model = CostModel(reference, config.weights, target_speed, reference.nearest_lane_offset(d0),
-                          ego.length_m, ego.width_m)
+            return self.fallback_plan(ego, reference, now_s, FallbackReason.OFF_ROAD, f"ego {d0:+.1f} m beside "
+                                      "the reference path: not on this road (wrong frame or reference?)")
+        cands, model = candidates_and_cost(ego, reference, config)
         clock.lap("candidates")
         times_s = now_s + cands.times_s[1:]
         if config.prune_agents:
@@ -307,11 +300,12 @@ class RiskAwarePlanner:
         best = int(np.argmin(risks))
         clock.lap("risk")
         if not risks[best] <= config.max_acceptable_risk:
-            return self.fallback_plan(ego, reference, now_s, f"no acceptable candidate (lowest risk "
+            return self.fallback_plan(ego, reference, now_s, FallbackReason.NO_ACCEPTABLE_CANDIDATE,
+                                      f"no acceptable candidate (lowest risk "
                                       f"{risks[best]:.3g} > {config.max_acceptable_risk:.3g})")
-        choice, note = _Choice(cands.states(best), costs[best]), ""
+        choice, note = _Choice(cands.states(best), costs[best]), None
         if config.refine and clock.elapsed_s() + max(self._refine_durations_s, default=0.0) > config.cycle_budget_s:
-            note = BUDGET_SKIP_REASON  # anytime planning: the sampled best is a complete plan
+            note = PlanNote.REFINEMENT_SKIPPED_BUDGET  # anytime planning: the sampled best is a complete plan
             if self._refine_durations_s:  # forget the oldest, so a refinement is tried (and timed) again
                 self._refine_durations_s.popleft()
         elif config.refine:
@@ -322,7 +316,7 @@ class RiskAwarePlanner:
         return self._to_plan(choice, note, cands, risks, tracks, measure, config, now_s, forecasts)
 
     def _refine(self, cands: Candidates, best: int, model: CostModel, tracks: AgentTracks, measure: RiskMeasure,
-                config: PlannerConfig, reference: ReferencePath) -> tuple[_Choice, str]:
+                config: PlannerConfig, reference: ReferencePath) -> tuple[_Choice, PlanNote | None]:
         """The CVaR-refined candidate if it truly lowers the risk, else the sampled one (float64 both)."""
         dt, steps = cands.dt_s, config.num_steps
         s, v, d = cands.s_m[best, 1:], cands.v_mps[best, 1:], cands.d_m[best, 1:]
@@ -340,17 +334,17 @@ class RiskAwarePlanner:
         )
         result = refiner.refine(inputs, config.limits, config.refine_trust_region_mps2, config.refine_time_limit_s)
         if result is None:
-            return sampled, "refinement skipped: solver failure"
+            return sampled, PlanNote.REFINEMENT_SOLVER_FAILURE
         refined = self._rebuild(cands, best, result.accel_mps2, reference, config)
         if refined is None:
-            return sampled, "refinement rejected: infeasible"
+            return sampled, PlanNote.REFINEMENT_INFEASIBLE
         costs = (model.longitudinal_cost(refined.v_mps[0], refined.a_mps2[0], cands.ego_accel_mps2, dt) + lateral
                  + model.interaction_direct(refined.s_m[0, 1:], refined.v_mps[0, 1:], refined.d_m[0, 1:], tracks, dt))
         old = measure.risk(base_costs, tracks.weights, config.risk_level)
         new = measure.risk(costs, tracks.weights, config.risk_level)
         if new < old - _REFINE_MIN_GAIN:
-            return _Choice(refined.states(0), costs), ""
-        return sampled, ""
+            return _Choice(refined.states(0), costs), None
+        return sampled, None
 
     def _rebuild(self, cands: Candidates, best: int, accel_mps2: np.ndarray, reference: ReferencePath,
                  config: PlannerConfig) -> Candidates | None:
@@ -373,8 +367,9 @@ class RiskAwarePlanner:
             self._refiners[key] = CvarRefiner(steps, scenarios, dt_s, weights, solver=solver)
         return self._refiners[key]
 
-    def _to_plan(self, choice: _Choice, note: str, cands: Candidates, risks: np.ndarray, tracks: AgentTracks,
-                 measure: RiskMeasure, config: PlannerConfig, now_s: float, forecasts: ForecastSet) -> Plan:
+    def _to_plan(self, choice: _Choice, note: PlanNote | None, cands: Candidates, risks: np.ndarray,
+                 tracks: AgentTracks, measure: RiskMeasure, config: PlannerConfig, now_s: float,
+                 forecasts: ForecastSet) -> Plan:
         w, level = tracks.weights, config.risk_level
         shown = _visualised(risks, config.num_visualised)
         return Plan(
@@ -386,8 +381,8 @@ class RiskAwarePlanner:
             risk=float(measure.risk(choice.costs, w, level)),
             expected_cost=float(choice.costs @ w),
             value_at_risk=float(ValueAtRisk().risk(choice.costs, w, level)),
-            ok=True,
-            reason=note,
+            note=note,
+            reason=NOTE_REASONS[note] if note is not None else "",
             num_candidates=cands.num,
             num_scenarios=tracks.num_scenarios,
             num_agents=len(forecasts.agents),
@@ -428,14 +423,21 @@ class _Clock:
         self.last = now
 
 
-def _ego_problem(ego: EgoState | None) -> str | None:
+class _Problem(NamedTuple):
+    """Why the planner cannot plan on its inputs: the fallback_plan arguments."""
+
+    fallback: FallbackReason
+    reason: str
+
+
+def _ego_problem(ego: EgoState | None) -> _Problem | None:
     if ego is None:
-        return "missing ego state"
+        return _Problem(FallbackReason.MISSING_EGO, "missing ego state")
     for name in _EGO_FIELDS:
         if not math.isfinite(getattr(ego, name)):
-            return f"non-finite input: ego.{name}"
+            return _Problem(FallbackReason.NON_FINITE_INPUT, f"non-finite input: ego.{name}")
     if ego.length_m <= 0.0 or ego.width_m <= 0.0:
-        return "invalid input: ego footprint must be positive"
+        return _Problem(FallbackReason.INVALID_EGO_FOOTPRINT, "invalid input: ego footprint must be positive")
     return None
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import shapely
 from scipy.spatial import cKDTree
+
+from rap_planner.core.array_types import BoolArray, FloatArray, IntArray
 
 _MIN_SEGMENT_M = 1e-6
 _MAX_SMOOTHING_M = 25.0  # never smooth headings over more than this, whatever the vertex spacing
@@ -89,7 +92,7 @@ class ReferencePath:
         shapely.prepare(self.drivable_area)
 
     @classmethod
-    def from_polyline(cls, points_m: np.ndarray, **kwargs) -> ReferencePath:
+    def from_polyline(cls, points_m: np.ndarray, **kwargs: Any) -> ReferencePath:
         """Build from an (N, 2) world-frame polyline; keywords as in the constructor."""
         return cls(points_m, **kwargs)
 
@@ -152,7 +155,7 @@ class ReferencePath:
         index = np.clip(np.floor(pos).astype(np.int64), 0, len(self._s) - 2)
         return index, pos - index
 
-    def _interpolate(self, table: np.ndarray, index: np.ndarray, frac: np.ndarray) -> np.ndarray:
+    def _interpolate(self, table: FloatArray, index: IntArray, frac: FloatArray) -> FloatArray:
         lower = np.take(table, index)
         return lower + frac * (np.take(table, index + 1) - lower)
 
@@ -223,9 +226,10 @@ class ReferencePath:
         guess = s_anchor[..., lower] + frac * (s_anchor[..., lower + 1] - s_anchor[..., lower])
         return self.to_frenet(x_m, y_m, s_guess_m=guess)
 
-    def contains_xy(self, x_m: np.ndarray, y_m: np.ndarray) -> np.ndarray:
+    def contains_xy(self, x_m: np.ndarray, y_m: np.ndarray) -> BoolArray:
         """Whether each point lies inside the drivable area (shapely, vectorised)."""
-        return shapely.contains_xy(self.drivable_area, x_m, y_m)
+        inside: BoolArray = shapely.contains_xy(self.drivable_area, x_m, y_m)
+        return inside
 
     def nearest_lane_offset(self, d_m: float) -> float:
         """The usable lane centre closest to lateral offset d."""

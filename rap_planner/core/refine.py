@@ -20,6 +20,7 @@ import functools
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import cvxpy as cp
 import numpy as np
@@ -178,7 +179,7 @@ class CvarRefiner:
         accel = np.clip(accel, -limits.max_decel_mps2, limits.max_accel_mps2)  # solver tolerance, not a change
         return RefineResult(accel, float(self.problem.value) + self._offset, elapsed, self.problem.status)
 
-    def _solver_options(self, time_limit_s: float) -> dict:
+    def _solver_options(self, time_limit_s: float) -> dict[str, Any]:
         if self.solver == "CLARABEL":
             return {"solver": cp.CLARABEL, "time_limit": time_limit_s, "tol_gap_abs": 1e-5, "tol_gap_rel": 1e-5,
                     "tol_feas": 1e-5}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rap_planner.core.array_types import FloatArray
 from rap_planner.core.candidates import Candidates
 from rap_planner.core.costs import CostModel
 from rap_planner.core.scenarios import cholesky_factors, resample_in_time
@@ -28,18 +29,17 @@ def _scenario_sources(agents: list[AgentForecast]) -> tuple[np.ndarray, np.ndarr
     Given samples are taken as they are (no spread); otherwise the means of the modes that can be drawn
     (a zero-weight mode never is). Agents are stacked in groups of equal shape: no per-agent numpy work.
     """
-    groups: dict[tuple, list[int]] = {}
-    for n, a in enumerate(agents):
-        source = a.samples_m if a.samples_m is not None else a.means_m
+    groups: dict[tuple[bool, tuple[int, ...]], list[int]] = {}
+    sources = [a.samples_m if a.samples_m is not None else a.means_m for a in agents]
+    for n, (a, source) in enumerate(zip(agents, sources, strict=True)):
         groups.setdefault((a.samples_m is not None, np.shape(source)), []).append(n)
     owners, positions, covariances = [], [], []
     for (given, _), members in groups.items():
+        pos = np.stack([sources[n] for n in members]).astype(np.float64)
         if given:
-            pos = np.stack([agents[n].samples_m for n in members]).astype(np.float64)
             drawable = np.ones(pos.shape[:2], bool)
             cov = np.zeros(pos.shape + (2,))
         else:
-            pos = np.stack([agents[n].means_m for n in members]).astype(np.float64)
             drawable = np.stack([agents[n].weights for n in members]) > 0.0
             cov = np.stack([agents[n].covariances_m2 for n in members]).astype(np.float64)
         owners.append(np.broadcast_to(np.asarray(members)[:, None], drawable.shape)[drawable])
@@ -48,18 +48,19 @@ def _scenario_sources(agents: list[AgentForecast]) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(owners), np.concatenate(positions), np.concatenate(covariances)
 
 
-def _largest_sigma(factors: np.ndarray) -> np.ndarray:
+def _largest_sigma(factors: FloatArray) -> FloatArray:
     """sqrt of the largest eigenvalue of L L^T for (..., 3) factors (l11, l21, l22)."""
     l11, l21, l22 = factors[..., 0], factors[..., 1], factors[..., 2]
     a, b, c = l11 * l11, l11 * l21, l21 * l21 + l22 * l22
     return np.sqrt(0.5 * (a + c) + np.sqrt((0.5 * (a - c)) ** 2 + b * b))
 
 
-def _time_rate(values: np.ndarray, times_s: np.ndarray) -> np.ndarray:
+def _time_rate(values: np.ndarray, times_s: np.ndarray) -> FloatArray:
     """d/dt of (R, T, ...) values along axis 1 (zero for a single step)."""
     if len(times_s) < 2:
         return np.zeros_like(values)
-    return np.gradient(values, float(times_s[1] - times_s[0]), axis=1)
+    rate: FloatArray = np.gradient(values, float(times_s[1] - times_s[0]), axis=1)
+    return rate
 
 
 def relevant_agents(forecasts: ForecastSet, cands: Candidates, model: CostModel, times_s: np.ndarray,

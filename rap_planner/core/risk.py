@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from rap_planner.core.array_types import FloatArray
+
 _QUANTILE_TOL = 1e-12  # cumulative weights this close below alpha count as reaching it (float sums)
 _TINY_TEMPERATURE = 1e-12  # below this inverse temperature the entropic risk is the mean
 
@@ -28,7 +30,7 @@ def validate_risk_level(risk_level: float) -> float:
     return alpha
 
 
-def normalised_weights(weights: np.ndarray | None, num_samples: int) -> np.ndarray:
+def normalised_weights(weights: np.ndarray | None, num_samples: int) -> FloatArray:
     """Scenario probabilities summing to one (uniform when None); ValueError when unusable."""
     if num_samples < 1:
         raise ValueError("at least one scenario is needed")
@@ -39,13 +41,13 @@ def normalised_weights(weights: np.ndarray | None, num_samples: int) -> np.ndarr
         raise ValueError(f"weights must have shape ({num_samples},), got {w.shape}")
     if not np.all(np.isfinite(w)) or np.any(w < 0.0):
         raise ValueError("weights must be finite and non-negative")
-    total = w.sum()
+    total = float(w.sum())
     if total <= 0.0:
         raise ValueError("weights must not all be zero")
     return w / total
 
 
-def _prepare(costs: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _prepare(costs: np.ndarray, weights: np.ndarray | None) -> tuple[FloatArray, FloatArray]:
     """(C, S') costs and (S',) probabilities with zero-weight samples dropped."""
     c = np.asarray(costs, dtype=np.float64)
     if c.ndim != 2:
@@ -59,7 +61,7 @@ def _prepare(costs: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray,
     return c, w
 
 
-def _lower_quantile(costs: np.ndarray, weights: np.ndarray, alpha: float) -> np.ndarray:
+def _lower_quantile(costs: FloatArray, weights: FloatArray, alpha: float) -> FloatArray:
     """Per row, the smallest cost whose cumulative probability reaches alpha (VaR_alpha)."""
     num = costs.shape[1]
     if np.all(weights == weights[0]):  # equal weights: the quantile's rank is known, a partition suffices
@@ -78,7 +80,7 @@ class RiskMeasure:
 
     name = "base"
 
-    def risk(self, costs: np.ndarray, weights: np.ndarray | None = None, risk_level: float = 0.0) -> np.ndarray:
+    def risk(self, costs: np.ndarray, weights: np.ndarray | None = None, risk_level: float = 0.0) -> FloatArray:
         """Risk of each candidate's cost distribution: (C, S) -> (C,), or (S,) -> ()."""
         alpha = validate_risk_level(risk_level)
         one_candidate = np.ndim(costs) == 1
@@ -86,7 +88,7 @@ class RiskMeasure:
         result = self._risk(c, w, alpha)
         return result[0] if one_candidate else result
 
-    def _risk(self, costs: np.ndarray, weights: np.ndarray, alpha: float) -> np.ndarray:
+    def _risk(self, costs: FloatArray, weights: FloatArray, alpha: float) -> FloatArray:
         raise NotImplementedError
 
 
@@ -95,7 +97,7 @@ class Expectation(RiskMeasure):
 
     name = "mean"
 
-    def _risk(self, costs: np.ndarray, weights: np.ndarray, alpha: float) -> np.ndarray:
+    def _risk(self, costs: FloatArray, weights: FloatArray, alpha: float) -> FloatArray:
         return costs @ weights
 
 
@@ -104,7 +106,7 @@ class ValueAtRisk(RiskMeasure):
 
     name = "var"
 
-    def _risk(self, costs: np.ndarray, weights: np.ndarray, alpha: float) -> np.ndarray:
+    def _risk(self, costs: FloatArray, weights: FloatArray, alpha: float) -> FloatArray:
         return _lower_quantile(costs, weights, alpha)
 
 
@@ -119,7 +121,7 @@ class CVaR(RiskMeasure):
 
     name = "cvar"
 
-    def _risk(self, costs: np.ndarray, weights: np.ndarray, alpha: float) -> np.ndarray:
+    def _risk(self, costs: FloatArray, weights: FloatArray, alpha: float) -> FloatArray:
         t = _lower_quantile(costs, weights, alpha)
         tail = np.maximum(costs - t[:, None], 0.0) @ weights
         cvar = t + tail / (1.0 - alpha)
@@ -141,12 +143,12 @@ class EntropicRisk(RiskMeasure):
             raise ValueError(f"cost_scale must be positive, got {cost_scale!r}")
         self.cost_scale = float(cost_scale)
 
-    def _risk(self, costs: np.ndarray, weights: np.ndarray, alpha: float) -> np.ndarray:
+    def _risk(self, costs: FloatArray, weights: FloatArray, alpha: float) -> FloatArray:
         mean = costs @ weights
         theta = alpha / ((1.0 - alpha) * self.cost_scale)
         if theta < _TINY_TEMPERATURE:
             return mean
-        top = costs.max(axis=1)
+        top: FloatArray = costs.max(axis=1)
         # log E[exp(theta (L - max))] via log1p/expm1 keeps precision for small theta.
         log_mgf = np.log1p(np.expm1(theta * (costs - top[:, None])) @ weights)
         return np.clip(top + log_mgf / theta, mean, top)
@@ -157,8 +159,9 @@ class WorstCase(RiskMeasure):
 
     name = "worst"
 
-    def _risk(self, costs: np.ndarray, weights: np.ndarray, alpha: float) -> np.ndarray:
-        return costs.max(axis=1)
+    def _risk(self, costs: FloatArray, weights: FloatArray, alpha: float) -> FloatArray:
+        worst: FloatArray = costs.max(axis=1)
+        return worst
 
 
 RISK_MEASURES: dict[str, type[RiskMeasure]] = {

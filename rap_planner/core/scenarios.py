@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rap_planner.core.types import AgentForecast, ForecastSet
+from rap_planner.core.validation import check_forecast_set, sample_weights_problem
 
 
 class InvalidForecast(ValueError):
@@ -43,105 +44,24 @@ class Scenarios:
         return self.positions_m.shape[1]
 
 
-def _check_finite(name: str, value: np.ndarray) -> None:
-    # A sum is finite only if every term is (or overflows, which no sane forecast does): one cheap reduction.
-    if not math.isfinite(float(np.sum(value))):
-        raise InvalidForecast(f"non-finite input: {name}")
-
-
 def validate_forecasts(forecasts: ForecastSet) -> None:
     """Raise InvalidForecast (a ValueError) naming the first unusable field.
 
-    A batched screen of all agents passes a usable set (small numpy calls per agent took ~8 ms at 200 agents); the
-    per-agent checks run only on a set it cannot vouch for, and they decide and name the problem.
+    The agents are checked by ``core.validation.check_forecast_set`` under ``CORE_RULES`` (finite values, consistent
+    shapes, usable weights), all at once; the message names the first bad agent's first problem.
     """
     for name in ("stamp_s", "dt_s"):
         if not math.isfinite(getattr(forecasts, name)):
             raise InvalidForecast(f"non-finite input: forecasts.{name}")
     if forecasts.dt_s <= 0.0 or forecasts.num_steps < 1:
         raise InvalidForecast("invalid input: forecasts need dt_s > 0 and num_steps >= 1")
-    usable, num_samples = _screen_agents(forecasts.agents, forecasts.num_steps)
-    if not usable:  # agent by agent, to name the first problem
-        num_samples = None
-        for agent in forecasts.agents:
-            num_samples = _validate_agent(agent, forecasts.num_steps, num_samples)
-    if forecasts.sample_weights is not None and num_samples is not None:
-        w = np.asarray(forecasts.sample_weights, dtype=np.float64)
-        _check_finite("forecasts.sample_weights", w)
-        if w.shape != (num_samples,) or np.any(w < 0.0) or w.sum() <= 0.0:
-            raise InvalidForecast(f"invalid input: sample_weights must be ({num_samples},), non-negative, not all 0")
-
-
-def _screen_agents(agents: list[AgentForecast], steps: int) -> tuple[bool, int | None]:
-    """(True, S or None) if every agent surely passes _validate_agent, else (False, None).
-
-    False also for what the screen does not handle (arrays given as lists, integer weights): the per-agent checks
-    then decide. Weights, means and covariances are checked once, concatenated over all agents.
-    """
-    weights, means, covs = [], [], []
-    num_samples = None
-    for agent in agents:
-        w, m, c, s = agent.weights, agent.means_m, agent.covariances_m2, agent.samples_m
-        if not (_is_float_array(w) and _is_float_array(m) and _is_float_array(c) and w.ndim == 1 and len(w) >= 1
-                and m.shape == (len(w), steps, 2) and c.shape == (len(w), steps, 2, 2)
-                and _is_finite_float(agent.length_m) and _is_finite_float(agent.width_m)):
-            return False, None
-        if s is not None:
-            if not (_is_float_array(s) and s.ndim == 3 and s.shape[1:] == (steps, 2)
-                    and num_samples in (None, s.shape[0]) and math.isfinite(float(np.sum(s, dtype=np.float64)))):
-                return False, None
-            num_samples = s.shape[0]
-        weights.append(w)
-        means.append(m)
-        covs.append(c)
-    if not agents:
-        return True, None
-    w = np.concatenate(weights)
-    if not (_sums_surely_finite(w) and _sums_surely_finite(np.concatenate(means))
-            and _sums_surely_finite(np.concatenate(covs))):
-        return False, None
-    starts = np.cumsum([0] + [len(x) for x in weights[:-1]])
-    # Non-negative weights sum to 0 only if all are 0, whatever the order of the additions.
-    return bool((w >= 0.0).all() and (np.maximum.reduceat(w, starts) > 0.0).all()), num_samples
-
-
-def _is_float_array(value: object) -> bool:
-    return isinstance(value, np.ndarray) and value.dtype.kind == "f"
-
-
-def _is_finite_float(value: object) -> bool:
-    return isinstance(value, float) and math.isfinite(value)
-
-
-def _sums_surely_finite(values: np.ndarray) -> bool:
-    """Every sum over these values is finite (no NaN or inf, no overflow): _check_finite passes for each part."""
-    return float(np.abs(values).max(initial=0.0)) * values.size < 1e300
-
-
-def _validate_agent(agent: AgentForecast, steps: int, num_samples: int | None) -> int | None:
-    who = f"forecast of agent {agent.agent_id}"
-    w = np.asarray(agent.weights, dtype=np.float64)
-    means = np.asarray(agent.means_m, dtype=np.float64)
-    covs = np.asarray(agent.covariances_m2, dtype=np.float64)
-    for name, value in (("weights", w), ("means_m", means), ("covariances_m2", covs)):
-        _check_finite(f"{who} {name}", value)
-    modes = w.shape[0] if w.ndim == 1 else -1
-    if modes < 1 or means.shape != (modes, steps, 2) or covs.shape != (modes, steps, 2, 2):
-        raise InvalidForecast(
-            f"invalid input: {who} has weights {w.shape}, means {means.shape}, covariances {covs.shape}; "
-            f"expected (K,), (K, {steps}, 2), (K, {steps}, 2, 2)"
-        )
-    if np.any(w < 0.0) or w.sum() <= 0.0:
-        raise InvalidForecast(f"invalid input: {who} mode weights must be non-negative and not all 0")
-    if not (math.isfinite(agent.length_m) and math.isfinite(agent.width_m)):
-        raise InvalidForecast(f"non-finite input: {who} footprint")
-    if agent.samples_m is None:
-        return num_samples
-    samples = np.asarray(agent.samples_m, dtype=np.float64)
-    _check_finite(f"{who} samples_m", samples)
-    if samples.ndim != 3 or samples.shape[1:] != (steps, 2) or (num_samples not in (None, samples.shape[0])):
-        raise InvalidForecast(f"invalid input: {who} samples_m {samples.shape}, expected (S, {steps}, 2), same S")
-    return samples.shape[0]
+    checks = check_forecast_set(forecasts)
+    if (bad := checks.first_bad()) is not None:
+        raise InvalidForecast(checks.describe(bad))
+    if forecasts.sample_weights is not None and checks.num_samples is not None:
+        problem = sample_weights_problem(np.asarray(forecasts.sample_weights, dtype=np.float64), checks.num_samples)
+        if problem:
+            raise InvalidForecast(f"invalid input: {problem.words}")
 
 
 def cholesky_2x2(cov: np.ndarray) -> np.ndarray:

@@ -6,13 +6,14 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import yaml
 
 
-def read_config_file(path: Path) -> dict:
+def read_config_file(path: Path) -> dict[str, Any]:
     """A training config from YAML or JSON (safe loaders only)."""
     text = path.read_text()
     data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)

@@ -7,6 +7,7 @@ all positions in one planar world frame ("map"). Times are seconds (float) in on
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
@@ -71,11 +72,48 @@ class ForecastSet:
     sample_risk_level: float = 0.0  # risk level the samples were biased for (0 = unbiased)
 
 
+class PlanStatus(Enum):
+    """The planner's choice or its braking fallback; names and values are RiskAwarePlan's STATUS_* constants."""
+
+    OK = 0
+    FALLBACK = 1
+
+
+class FallbackReason(Enum):
+    """Why a plan is the braking fallback, for code to act on (``Plan.reason`` has the details for people).
+
+    Names and values are RiskAwarePlan's FALLBACK_* constants, so bags decode without ROS.
+    """
+
+    UNSPECIFIED = 0  # a fallback received without a known code (an older or newer sender)
+    MISSING_EGO = 1
+    NON_FINITE_INPUT = 2  # in the ego state or the planning time
+    INVALID_EGO_FOOTPRINT = 3
+    MISSING_PREDICTIONS = 4
+    STALE_PREDICTIONS = 5
+    FUTURE_PREDICTIONS = 6  # stamped further ahead than the prediction timeout
+    INVALID_FORECAST = 7
+    STALE_ODOMETRY = 8
+    OFF_ROAD = 9  # ego far beside the reference path: wrong frame or reference
+    NO_ACCEPTABLE_CANDIDATE = 10
+    PLANNER_FAILURE = 11
+
+
+class PlanNote(Enum):
+    """Why an ok plan is the sampled candidate rather than its CVaR refinement (RiskAwarePlan's NOTE_*)."""
+
+    REFINEMENT_SKIPPED_BUDGET = 1
+    REFINEMENT_SOLVER_FAILURE = 2
+    REFINEMENT_INFEASIBLE = 3
+
+
 @dataclass
 class Plan:
     """A timed ego trajectory with its risk figures.
 
     ``states`` columns are x_m, y_m, yaw_rad, v_mps, a_mps2; row t is at ``stamp_s + times_s[t]``.
+    ``fallback`` (None: ok) is the one source of ``ok`` and ``status``; ``reason`` is its human-readable
+    detail, or that of ``note`` on an ok plan.
     """
 
     stamp_s: float
@@ -86,7 +124,8 @@ class Plan:
     risk: float = float("nan")
     expected_cost: float = float("nan")
     value_at_risk: float = float("nan")
-    ok: bool = True
+    fallback: FallbackReason | None = None
+    note: PlanNote | None = None
     reason: str = ""
     planning_time_s: float = 0.0
     num_candidates: int = 0
@@ -95,3 +134,11 @@ class Plan:
     prediction_stamp_s: float = float("nan")  # stamp of the forecasts it was made on (NaN: none, e.g. fallback)
     candidates_xy_m: np.ndarray | None = None  # (C', T, 2) a few candidates for visualisation
     candidates_risk: np.ndarray | None = None  # (C',) their risks
+
+    @property
+    def ok(self) -> bool:
+        return self.fallback is None
+
+    @property
+    def status(self) -> PlanStatus:
+        return PlanStatus.OK if self.fallback is None else PlanStatus.FALLBACK

@@ -22,6 +22,7 @@ from rosgraph_msgs.msg import Clock
 from rap_planner.ros.bag_recorder import message_class
 from rap_planner.ros.conversions import s_to_stamp
 from rap_planner.ros.params import ParameterSet, ParamSpec
+from rap_planner.topics import CLOCK
 
 
 class BagError(RuntimeError):
@@ -116,7 +117,7 @@ class BagPlayer(Node):
             if self.options.topics is None or topic in self.options.topics:
                 out = self.options.remap.get(topic, topic)
                 self.publishers_by_topic[topic] = self.create_publisher(message_class(msgtype), out, qos)
-        self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.options.publish_clock else None
+        self.clock_pub = self.create_publisher(Clock, CLOCK, 10) if self.options.publish_clock else None
         self.published = 0
         self.finished = False
 
@@ -176,7 +177,7 @@ PLAYER_PARAMS = (
     ParamSpec("loop", False, "Start over at the end.", read_only=True),
     ParamSpec("start_offset_s", 0.0, "Skip this much of the bag [s].", 0.0, 1e6, read_only=True),
     ParamSpec("topics", [""], "Topics to play; [''] plays all.", read_only=True),
-    ParamSpec("publish_clock", False, "Publish /clock from the bag's time.", read_only=True),
+    ParamSpec("publish_clock", False, f"Publish {CLOCK} from the bag's time.", read_only=True),
     ParamSpec("min_subscribers", 1, "Subscribers every topic needs before playback starts [-].", 0, 100,
               read_only=True),
     ParamSpec("wait_subscribers_s", 10.0, "Wait this long for every topic to have a subscriber [s].", 0.0, 600.0,

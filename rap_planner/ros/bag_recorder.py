@@ -16,6 +16,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from rap_planner.paths import share_dir
 from rap_planner.ros.params import ParameterSet, ParamSpec
+from rap_planner.topics import PARAMETER_EVENTS, ROSOUT
 
 
 def message_class(msgtype: str):
@@ -61,7 +62,7 @@ class RawTopicTap(Node):
         for topic, types in self.get_topic_names_and_types():
             if topic in self.tapped or (self.wanted is not None and topic not in self.wanted):
                 continue
-            if topic in ("/rosout", "/parameter_events") and self.wanted is None:
+            if topic in (ROSOUT, PARAMETER_EVENTS) and self.wanted is None:
                 continue
             msgtype = types[0]
             if msgtype not in self.typestore.types:

@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import array
+import itertools
 import math
 import operator
-from collections import Counter
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry, Path
 
-from rap_planner.core.types import AgentForecast, EgoState, ForecastSet, Plan, TrackedAgent
+from rap_planner.core.types import (
+    AgentForecast,
+    EgoState,
+    FallbackReason,
+    ForecastSet,
+    Plan,
+    PlanNote,
+    PlanStatus,
+    TrackedAgent,
+)
+from rap_planner.core.validation import (
+    MAX_ABS_POSITION_M,
+    MAX_SPEED_MPS,
+    FlatForecastChecks,
+    check_flat_forecasts,
+    check_tracks,
+    flat_forecasts,
+    sample_weights_problem,
+    step_problem,
+)
 from rap_planner.msg import (
     AgentPrediction,
     PredictionArray,
@@ -21,15 +40,6 @@ from rap_planner.msg import (
     TrajectoryPoint,
 )
 from rap_planner.msg import TrackedAgent as TrackedAgentMsg
-
-MAX_AGENT_ID = 2**63 - 1  # ids are uint64 on the wire but int64 arrays in the core (history, scenarios)
-# Beyond these a value is not a pose or speed in a local map frame (UTM stays below 1e7 m) but an error; one such
-# track drags the predictor's float32 origin so far that every other agent's forecast degrades or turns NaN.
-MAX_ABS_POSITION_M = 1e7
-MAX_SPEED_MPS = 1e3
-MAX_FORECAST_STEPS = 1000  # as the predictor's config; 2^32-1 steps made the planner allocate 32 GB
-MAX_VARIANCE_M2 = 1e8  # a 10 km standard deviation says nothing; beyond it the planner's arithmetic overflows
-FORECAST_DT_RANGE_S = (1e-3, 10.0)  # a forecast step outside this is a unit or encoding error, not a forecast
 
 
 def stamp_to_s(stamp: Time) -> float:
@@ -84,51 +94,29 @@ def tracked_agents_to_msg(agents: list[TrackedAgent], stamp_s: float, frame_id: 
     return msg
 
 
-_TRACK_VALUES = operator.attrgetter("id", "classification", "x", "y", "yaw", "vx", "vy", "has_acceleration", "ax",
-                                    "ay", "length", "width")
-_SPEED2_SURELY_OK = (MAX_SPEED_MPS * (1.0 - 1e-9)) ** 2  # vx^2 + vy^2 below this: hypot surely within MAX_SPEED_MPS
+_TRACK_FIELDS = ("id", "classification", "x", "y", "yaw", "vx", "vy", "has_acceleration", "ax", "ay", "length",
+                 "width")
+_TRACK_VALUES = operator.attrgetter(*_TRACK_FIELDS)
+_TRACK_STATE = [2, 3, 4, 5, 6, 10, 11]  # the columns of _TRACK_FIELDS that core.validation.check_tracks checks
 
 
 def tracked_agents_from_msg(msg: TrackedAgentArray) -> tuple[list[TrackedAgent], list[str]]:
-    """Valid agents and one problem string per rejected agent (non-finite or impossible values).
+    """Valid agents and one problem string per rejected agent (``core.validation.check_tracks``).
 
-    A few chained comparisons per agent pass the plausible ones (NaN fails every comparison); only the rest go
-    through the full checks in ``_track_problem``, which also word the problem (200 agents at 20 Hz).
+    The message's values go into one array for the checks (200 agents at 20 Hz); a non-finite acceleration is
+    ignored, as when ``has_acceleration`` is false.
     """
     stamp_s = stamp_to_s(msg.header.stamp)
-    agents: list[TrackedAgent] = []
-    problems: list[str] = []
-    for a in msg.agents:
-        aid, classification, x, y, yaw, vx, vy, has_acc, ax, ay, length, width = _TRACK_VALUES(a)
-        plausible = (aid <= MAX_AGENT_ID and _footprint_ok(length, width)
-                     and -MAX_ABS_POSITION_M <= x <= MAX_ABS_POSITION_M
-                     and -MAX_ABS_POSITION_M <= y <= MAX_ABS_POSITION_M
-                     and -math.inf < yaw < math.inf and vx * vx + vy * vy < _SPEED2_SURELY_OK)
-        if not plausible and (problem := _track_problem(a)):
-            problems.append(problem)
-            continue
-        has_acc = has_acc and math.isfinite(ax) and math.isfinite(ay)
-        agents.append(TrackedAgent(int(aid), stamp_s, x, y, yaw, vx, vy, float(length), float(width),
-                                   ax if has_acc else 0.0, ay if has_acc else 0.0, int(classification)))
-    return agents, problems
-
-
-def _track_problem(a: TrackedAgentMsg) -> str | None:
-    """Why this track is rejected, or None: the checks in their order, with the problem worded for the log."""
-    values = (a.x, a.y, a.yaw, a.vx, a.vy, a.length, a.width)
-    if a.id > MAX_AGENT_ID:
-        return f"agent {a.id}: id above 2^63-1 (the core keeps ids as int64)"
-    if not all(math.isfinite(v) for v in values):
-        return f"agent {a.id}: non-finite pose/velocity/size"
-    if not _footprint_ok(a.length, a.width):
-        return f"agent {a.id}: footprint {a.length:.1f}x{a.width:.1f} m out of range"
-    if max(abs(a.x), abs(a.y)) > MAX_ABS_POSITION_M or math.hypot(a.vx, a.vy) > MAX_SPEED_MPS:
-        return f"agent {a.id}: position ({a.x:.3g}, {a.y:.3g}) m or speed out of range"
-    return None
-
-
-def _footprint_ok(length: float, width: float) -> bool:
-    return 0.0 < length < 50.0 and 0.0 < width < 10.0
+    rows = list(map(_TRACK_VALUES, msg.agents))
+    values = np.fromiter(itertools.chain.from_iterable(rows), np.float64, len(rows) * len(_TRACK_FIELDS)).reshape(
+        len(rows), len(_TRACK_FIELDS))
+    checks = check_tracks([r[0] for r in rows], values[:, _TRACK_STATE])
+    with_acc = ((values[:, 7] != 0.0) & np.isfinite(values[:, 8]) & np.isfinite(values[:, 9])).tolist()
+    agents = [TrackedAgent(int(aid), stamp_s, x, y, yaw, vx, vy, float(length), float(width), ax if has_acc else 0.0,
+                           ay if has_acc else 0.0, int(classification))
+              for (aid, classification, x, y, yaw, vx, vy, _, ax, ay, length, width), ok, has_acc
+              in zip(rows, checks.ok.tolist(), with_acc, strict=True) if ok]
+    return agents, [checks.describe(i) for i in np.flatnonzero(~checks.ok).tolist()]
 
 
 # --- predictions --------------------------------------------------------------------------------
@@ -214,155 +202,69 @@ def _agent_prediction(agent_id: int, length: float, width: float, arrays: tuple[
                            sample_y=sample_y)
 
 
-_PER_STEP_FIELDS = operator.attrgetter("mean_x", "mean_y", "cov_xx", "cov_xy", "cov_yy")  # K*T values each
-
-
 def forecast_set_from_msg(msg: PredictionArray) -> ForecastSet:
-    """Raises ValueError naming the first inconsistency (array lengths, non-finite values, dt, covariances).
+    """Raises ValueError naming the first problem (``core.validation``: steps, then agents in message order).
 
-    Agents are checked and converted in one numpy pass per mode count (small numpy calls per agent took ~17 ms at
-    200 agents); when that pass finds a problem, the agents are checked one by one to name the first.
+    All agents are checked and converted in a few numpy passes over their concatenated fields (small numpy calls
+    per agent took ~17 ms at 200 agents); the checks decode the values once, the conversion slices them.
     """
-    steps, modes, samples = int(msg.num_steps), int(msg.num_modes), int(msg.num_samples)
-    if not (math.isfinite(msg.dt) and msg.dt > 0.0):
-        raise ValueError(f"prediction dt {msg.dt} is not a positive number")
-    if not FORECAST_DT_RANGE_S[0] <= msg.dt <= FORECAST_DT_RANGE_S[1]:
-        raise ValueError(f"prediction dt {msg.dt:.3g} s is outside [{FORECAST_DT_RANGE_S[0]:g}, "
-                         f"{FORECAST_DT_RANGE_S[1]:g}] s")
-    if steps == 0 and msg.agents:
-        raise ValueError("prediction has agents but num_steps is 0")
-    if steps > MAX_FORECAST_STEPS:
-        raise ValueError(f"prediction num_steps {steps} is above {MAX_FORECAST_STEPS}")
-    rows = _rows_by_modes(msg.agents, steps, modes, samples)
-    agents = None if rows is None else _agent_forecasts(msg.agents, rows, steps, samples)
-    if agents is None:
-        raise ValueError(_first_problem(msg.agents, steps, modes, samples))
-    if len({a.agent_id for a in agents}) != len(agents):  # which forecast is the agent's? neither can be trusted
-        repeated = next(i for i, n in Counter(a.agent_id for a in agents).items() if n > 1)
-        raise ValueError(f"agent {repeated}: id appears more than once")
+    steps, samples = int(msg.num_steps), int(msg.num_samples)
+    if problem := step_problem(msg.dt, steps, len(msg.agents)):
+        raise ValueError(problem.words)
+    checks = check_flat_forecasts(flat_forecasts(msg))
+    if (bad := checks.first_bad()) is not None:
+        raise ValueError(checks.describe(bad))
     sample_weights = None
     if samples:
         sample_weights = _np(msg.sample_weights).astype(np.float64)
-        if sample_weights.shape[0] != samples or not np.isfinite(sample_weights).all() or sample_weights.sum() <= 0:
-            raise ValueError("sample_weights must hold num_samples finite values with a positive sum")
+        if problem := sample_weights_problem(sample_weights, samples):
+            raise ValueError(problem.words)
         sample_weights = sample_weights / sample_weights.sum()
-    return ForecastSet(stamp_s=stamp_to_s(msg.header.stamp), dt_s=float(msg.dt), num_steps=steps, agents=agents,
-                       sample_weights=sample_weights, sample_risk_level=float(msg.sample_risk_level))
+    return ForecastSet(stamp_s=stamp_to_s(msg.header.stamp), dt_s=float(msg.dt), num_steps=steps,
+                       agents=_agent_forecasts(checks), sample_weights=sample_weights,
+                       sample_risk_level=float(msg.sample_risk_level))
 
 
-def _rows_by_modes(agents: list[AgentPrediction], steps: int, modes: int, samples: int) -> dict[int, list[int]] | None:
-    """Indices of the agents per mode count K; None if any agent has a bad id, array length or footprint."""
-    rows: dict[int, list[int]] = {}
-    for i, a in enumerate(agents):
-        k = len(a.mode_weights)
-        n = k * steps
-        if (a.id > MAX_AGENT_ID or k == 0 or (modes and k > modes) or not _footprint_ok(a.length, a.width)
-                or any(len(f) != n for f in _PER_STEP_FIELDS(a))
-                or (samples and not len(a.sample_x) == len(a.sample_y) == samples * steps)):
-            return None
-        rows.setdefault(k, []).append(i)
-    return rows
+def _agent_forecasts(checks: FlatForecastChecks) -> list[AgentForecast]:
+    """The checked agents' forecasts; their arrays are views into one array per field over all agents."""
+    flat, modes = checks.forecasts, checks.modes
+    moments = checks.moments.reshape(5, int(modes.sum()), flat.num_steps)
+    means = np.empty((*moments.shape[1:], 2))  # (sum K, T, 2)
+    means[..., 0], means[..., 1] = moments[:2]
+    covs = np.empty((*moments.shape[1:], 2, 2))
+    covs[..., 0, 0], covs[..., 0, 1], covs[..., 1, 0], covs[..., 1, 1] = moments[2], moments[3], moments[3], moments[4]
+    weights = _normalised(checks.weights, modes)
+    ends = np.cumsum(modes)
+    samples = checks.samples_m
+    agents = zip(flat.agent_ids, flat.lengths_m, flat.widths_m, (ends - modes).tolist(), ends.tolist(), strict=True)
+    return [AgentForecast(agent_id=int(agent_id), weights=weights[start:end], means_m=means[start:end],
+                          covariances_m2=covs[start:end], length_m=float(length), width_m=float(width),
+                          samples_m=None if samples is None else samples[i])
+            for i, (agent_id, length, width, start, end) in enumerate(agents)]
 
 
-def _agent_forecasts(agents: list[AgentPrediction], rows: dict[int, list[int]], steps: int,
-                     samples: int) -> list[AgentForecast] | None:
-    """The agents' forecasts (arrays are views into per-K batches), or None if a value check fails."""
-    samples_m = _samples(agents, samples, steps) if samples and agents else None
-    if samples_m is not None and not _samples_ok(samples_m[..., 0], samples_m[..., 1]):
-        return None
-    out: list[AgentForecast | None] = [None] * len(agents)
-    for k, indices in rows.items():
-        batch = _mode_batch([agents[i] for i in indices], k, steps)
-        if batch is None:
-            return None
-        for i, weights, means, covs in zip(indices, *batch, strict=True):
-            a = agents[i]
-            out[i] = AgentForecast(agent_id=int(a.id), weights=weights, means_m=means, covariances_m2=covs,
-                                   length_m=float(a.length), width_m=float(a.width),
-                                   samples_m=None if samples_m is None else samples_m[i])
+def _normalised(weights: np.ndarray, modes: np.ndarray) -> np.ndarray:
+    """Each agent's weights (consecutive, ``modes`` per agent) over their sum, summed as ``weights.sum()`` does:
+    as rows of one array per mode count."""
+    out = np.empty_like(weights)
+    starts = np.cumsum(modes) - modes
+    for k in np.unique(modes).tolist():
+        index = starts[modes == k][:, None] + np.arange(k)
+        rows = weights[index]
+        out[index] = rows / rows.sum(axis=1, keepdims=True)
     return out
 
 
-def _mode_batch(agents: list[AgentPrediction], k: int, steps: int) -> tuple[np.ndarray, ...] | None:
-    """(n, K) normalised weights, (n, K, T, 2) means, (n, K, T, 2, 2) covariances of agents with K modes each.
-
-    None if a value is non-finite, a weight negative, all weights 0 or a covariance not PSD: _agent_problem's
-    value checks, elementwise on the batch.
-    """
-    n = len(agents)
-    weights = np.frombuffer(b"".join([a.mode_weights for a in agents]), np.float32).reshape(n, k).astype(np.float64)
-    per_step = np.frombuffer(b"".join([f for a in agents for f in _PER_STEP_FIELDS(a)]), np.float32)
-    if not (np.isfinite(weights).all() and np.isfinite(per_step).all()):
-        return None
-    mx, my, cxx, cxy, cyy = per_step.reshape(n, 5, k, steps).astype(np.float64).transpose(1, 0, 2, 3)
-    sums = weights.sum(axis=1, keepdims=True)  # row sums: the same additions as each agent's weights.sum()
-    if (weights < 0.0).any() or (sums <= 0.0).any() or _not_psd(cxx, cxy, cyy).any():
-        return None
-    if _out_of_range(mx, my) or max(cxx.max(initial=0.0), cyy.max(initial=0.0)) > MAX_VARIANCE_M2:
-        return None
-    covs = np.stack([np.stack([cxx, cxy], -1), np.stack([cxy, cyy], -1)], -2)
-    return weights / sums, np.stack([mx, my], -1), covs
-
-
-def _samples(agents: list[AgentPrediction], samples: int, steps: int) -> np.ndarray:
-    """(N, S, T, 2) joint samples of all agents (sample array lengths already checked)."""
-    raw = np.frombuffer(b"".join([f for a in agents for f in (a.sample_x, a.sample_y)]), np.float32)
-    return np.ascontiguousarray(np.moveaxis(raw.reshape(len(agents), 2, samples, steps), 1, -1), dtype=np.float64)
-
-
-def _out_of_range(x_m: np.ndarray, y_m: np.ndarray) -> bool:
-    """Some position is beyond MAX_ABS_POSITION_M (not a place in a local map frame)."""
-    return bool(np.abs(x_m).max(initial=0.0) > MAX_ABS_POSITION_M or np.abs(y_m).max(initial=0.0) > MAX_ABS_POSITION_M)
-
-
-def _not_psd(cxx: np.ndarray, cxy: np.ndarray, cyy: np.ndarray) -> np.ndarray:
-    """Elementwise: the 2x2 covariance is not positive semi-definite (float32 rounding tolerated)."""
-    return (cxx < 0.0) | (cyy < 0.0) | (cxy * cxy > cxx * cyy * (1.0 + 1e-3) + 1e-9)
-
-
-def _first_problem(agents: list[AgentPrediction], steps: int, modes: int, samples: int) -> str:
-    """The first agent's problem, in message order: the error that the batched checks found."""
-    for a in agents:
-        if problem := _agent_problem(a, steps, modes, samples):
-            return problem
-    return "prediction rejected: inconsistent agent forecasts"  # not reached: the batched checks are the same
-
-
-def _agent_problem(a: AgentPrediction, steps: int, modes: int, samples: int) -> str | None:
-    """What is wrong with one agent's forecast (the first problem, checks in their order), or None."""
-    if a.id > MAX_AGENT_ID:
-        return f"agent {a.id}: id above 2^63-1 (the core keeps ids as int64)"
-    weights = _np(a.mode_weights).astype(np.float64)
-    k = weights.shape[0]
-    if k == 0 or (modes and k > modes):
-        return f"agent {a.id}: {k} mode weights, expected 1 to num_modes = {modes}"
-    fields = [_np(f) for f in _PER_STEP_FIELDS(a)]
-    if any(f.shape[0] != k * steps for f in fields):
-        return f"agent {a.id}: per-step arrays must hold num_modes*num_steps = {k * steps} values"
-    mx, my, cxx, cxy, cyy = (f.astype(np.float64) for f in fields)
-    if not all(np.isfinite(f).all() for f in (weights, mx, my, cxx, cxy, cyy)):
-        return f"agent {a.id}: non-finite values in the forecast"
-    if weights.min() < 0.0 or weights.sum() <= 0.0:
-        return f"agent {a.id}: mode weights must be non-negative with a positive sum"
-    if _not_psd(cxx, cxy, cyy).any():
-        return f"agent {a.id}: covariances must be positive semi-definite"
-    if _out_of_range(mx, my) or max(cxx.max(), cyy.max()) > MAX_VARIANCE_M2:
-        return (f"agent {a.id}: forecast positions beyond {MAX_ABS_POSITION_M:g} m or variances above "
-                f"{MAX_VARIANCE_M2:g} m^2")
-    if not _footprint_ok(a.length, a.width):
-        return f"agent {a.id}: footprint {a.length:.3g}x{a.width:.3g} m out of range"
-    if samples and (len(a.sample_x) != samples * steps or len(a.sample_y) != samples * steps):
-        return f"agent {a.id}: sample arrays must hold num_samples*num_steps values"
-    if samples and not _samples_ok(_np(a.sample_x), _np(a.sample_y)):
-        return f"agent {a.id}: samples non-finite or beyond {MAX_ABS_POSITION_M:g} m"
-    return None
-
-
-def _samples_ok(x_m: np.ndarray, y_m: np.ndarray) -> bool:
-    return bool(np.isfinite(x_m).all() and np.isfinite(y_m).all() and not _out_of_range(x_m, y_m))
-
-
 # --- plans ---------------------------------------------------------------------------------------
+
+# The core enums and the message's constants are matched by name, never by copied numbers: a member without its
+# constant fails here at import.
+_STATUS_TO_MSG = {s: getattr(RiskAwarePlan, f"STATUS_{s.name}") for s in PlanStatus}
+_FALLBACK_TO_MSG = {r: getattr(RiskAwarePlan, f"FALLBACK_{r.name}") for r in FallbackReason}
+_FALLBACK_FROM_MSG = {code: r for r, code in _FALLBACK_TO_MSG.items()}
+_NOTE_TO_MSG = {n: getattr(RiskAwarePlan, f"NOTE_{n.name}") for n in PlanNote}
+_NOTE_FROM_MSG = {code: n for n, code in _NOTE_TO_MSG.items()}
+
 
 def plan_to_msg(plan: Plan, frame_id: str = "map") -> RiskAwarePlan:
     msg = RiskAwarePlan()
@@ -378,7 +280,9 @@ def plan_to_msg(plan: Plan, frame_id: str = "map") -> RiskAwarePlan:
     msg.risk = float(plan.risk)
     msg.expected_cost = float(plan.expected_cost)
     msg.value_at_risk = float(plan.value_at_risk)
-    msg.status = RiskAwarePlan.STATUS_OK if plan.ok else RiskAwarePlan.STATUS_FALLBACK
+    msg.status = _STATUS_TO_MSG[plan.status]
+    msg.fallback_reason = _FALLBACK_TO_MSG[FallbackReason.UNSPECIFIED if plan.fallback is None else plan.fallback]
+    msg.note = RiskAwarePlan.NOTE_NONE if plan.note is None else _NOTE_TO_MSG[plan.note]
     msg.status_reason = plan.reason
     msg.planning_time = float(plan.planning_time_s)
     msg.num_candidates = int(plan.num_candidates)
@@ -390,11 +294,16 @@ def plan_to_msg(plan: Plan, frame_id: str = "map") -> RiskAwarePlan:
 
 
 def plan_from_msg(msg: RiskAwarePlan) -> Plan:
+    """Never raises on codes: any status but ok is a fallback, an unknown fallback code UNSPECIFIED, an unknown note
+    none (``status_reason`` keeps the sender's detail)."""
     times = np.array([duration_to_s(p.time_from_start) for p in msg.points])
+    fallback = (None if msg.status == _STATUS_TO_MSG[PlanStatus.OK]
+                else _FALLBACK_FROM_MSG.get(msg.fallback_reason, FallbackReason.UNSPECIFIED))
     states = np.array([[p.x, p.y, p.yaw, p.velocity, p.acceleration] for p in msg.points]).reshape(-1, 5)
     return Plan(stamp_s=stamp_to_s(msg.header.stamp), times_s=times, states=states, risk_measure=msg.risk_measure,
                 risk_level=msg.risk_level, risk=msg.risk, expected_cost=msg.expected_cost,
-                value_at_risk=msg.value_at_risk, ok=msg.status == RiskAwarePlan.STATUS_OK, reason=msg.status_reason,
+                value_at_risk=msg.value_at_risk, fallback=fallback, note=_NOTE_FROM_MSG.get(msg.note),
+                reason=msg.status_reason,
                 planning_time_s=msg.planning_time, num_candidates=msg.num_candidates,
                 num_scenarios=msg.num_scenarios, num_agents=msg.num_agents,
                 prediction_stamp_s=stamp_to_s(msg.prediction_stamp) if msg.prediction_stamp != Time() else math.nan)

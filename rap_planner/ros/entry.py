@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from rap_planner.runtime_tuning import tune_process
+
 NODES = {
     "predictor_node": "rap_planner.ros.predictor_node:PredictorNode",
     "planner_node": "rap_planner.ros.planner_node:PlannerNode",
@@ -27,6 +29,7 @@ def main(executable: str, argv: list[str] | None = None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
+    tune_process()
     rclpy.init(args=sys.argv if argv is None else argv)
     node = node_class(executable)()
     try:

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import yaml
 
+from rap_planner.core.parameters import PLANNER, PREDICTOR, SIM, Schema, read_parameter_file
 from rap_planner.paths import share_dir
 
 _SUBST = re.compile(r"\$\((var|find-pkg-share)\s+([A-Za-z0-9_]+)\)")
 _ANY_SUBST = re.compile(r"\$\([^)]*\)?")
+SCHEMAS: dict[str, Schema] = {"planner_node": PLANNER, "predictor_node": PREDICTOR, "sim_node": SIM}  # by executable
 
 
 @dataclass
@@ -124,11 +126,17 @@ def _node(element: ET.Element, values: dict[str, str]) -> NodeDescription:
     if element.get("pkg") != "rap_planner":
         raise ValueError(f"node pkg '{element.get('pkg')}': only rap_planner nodes can run here")
     node = NodeDescription(executable=element.get("exec"), name=element.get("name") or element.get("exec"))
+    schema = SCHEMAS.get(node.executable)
     for child in element:
         if child.tag == "param" and child.get("from") is not None:
-            node.param_files.append(Path(_substitute(child.get("from"), values)))
+            path = Path(_substitute(child.get("from"), values))
+            read_parameter_file(path, node.name, schema)  # an unknown key or mistyped value fails here, worded
+            node.param_files.append(path)
         elif child.tag == "param":
-            node.params[child.get("name")] = yaml.safe_load(_substitute(child.get("value"), values))
+            value = yaml.safe_load(_substitute(child.get("value"), values))
+            if schema is not None and child.get("name") not in schema:
+                raise ValueError(schema.unknown(child.get("name")))
+            node.params[child.get("name")] = value
         elif child.tag == "remap":
             node.remaps.append((_substitute(child.get("from"), values), _substitute(child.get("to"), values)))
         else:

@@ -1,53 +1,38 @@
-"""Declared, validated node parameters: a bad value is rejected with its reason, the old one kept."""
+"""Declared, validated node parameters: a bad value is rejected with its reason, the old one kept.
+
+Names, types, units, ranges and descriptions come from the schemas in ``rap_planner.core.parameters``
+(``PLANNER.params`` ...); ``ParamSpec`` is that record, for the small nodes that declare their own.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from rap_planner.core.parameters import DOUBLE, INTEGER, Param
 
-@dataclass(frozen=True)
-class ParamSpec:
-    """One parameter: default (its type is the parameter's type), description with units, limits."""
+ParamSpec = Param
 
-    name: str
-    default: Any
-    description: str
-    min_value: float | None = None
-    max_value: float | None = None
-    choices: tuple[str, ...] | None = None
-    read_only: bool = False
 
-    def descriptor(self) -> ParameterDescriptor:
-        text = self.description + (f" One of: {', '.join(self.choices)}." if self.choices else "")
-        desc = ParameterDescriptor(name=self.name, description=text, read_only=self.read_only)
-        if self.min_value is not None and self.max_value is not None:
-            if isinstance(self.default, bool):
-                pass
-            elif isinstance(self.default, int):
-                desc.integer_range = [IntegerRange(from_value=int(self.min_value), to_value=int(self.max_value))]
-            elif isinstance(self.default, float):
-                desc.floating_point_range = [FloatingPointRange(from_value=float(self.min_value),
-                                                                to_value=float(self.max_value))]
-        return desc
-
-    def problem(self, value: Any) -> str | None:
-        """Why ``value`` is unacceptable, or None. Checked here too: rclpy's ranges are inclusive."""
-        if self.choices is not None and value not in self.choices:
-            return f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}"
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if value != value or value in (float("inf"), float("-inf")):
-                return f"{self.name} must be finite, got {value}"
-            if self.min_value is not None and value < self.min_value:
-                return f"{self.name} must be >= {self.min_value}, got {value}"
-            if self.max_value is not None and value > self.max_value:
-                return f"{self.name} must be <= {self.max_value}, got {value}"
-        return None
+def descriptor(spec: Param) -> ParameterDescriptor:
+    """What `ros2 param describe` shows: description with what 0 means and the unit, choices, range."""
+    text = spec.full_description()
+    if spec.unit:
+        text += f" Unit: {spec.unit}."
+    if spec.choices:
+        text += f" One of: {', '.join(spec.choices)}."
+    desc = ParameterDescriptor(name=spec.name, description=text, read_only=spec.read_only)
+    if spec.min_value is not None and spec.max_value is not None:
+        if spec.kind == INTEGER:
+            desc.integer_range = [IntegerRange(from_value=int(spec.min_value), to_value=int(spec.max_value))]
+        elif spec.kind == DOUBLE:
+            desc.floating_point_range = [FloatingPointRange(from_value=float(spec.min_value),
+                                                            to_value=float(spec.max_value))]
+    return desc
 
 
 class ParameterSet:
@@ -58,7 +43,7 @@ class ParameterSet:
     ``on_change(values)`` runs after an accepted change; the node applies it at its next cycle.
     """
 
-    def __init__(self, node: Node, specs: Sequence[ParamSpec],
+    def __init__(self, node: Node, specs: Sequence[Param],
                  validate: Callable[[dict[str, Any]], str | None] | None = None,
                  on_change: Callable[[dict[str, Any]], None] | None = None):
         self._node = node
@@ -66,7 +51,7 @@ class ParameterSet:
         self._validate = validate
         self._on_change = on_change
         for spec in specs:
-            node.declare_parameter(spec.name, spec.default, spec.descriptor())
+            node.declare_parameter(spec.name, spec.default, descriptor(spec))
         self.values: dict[str, Any] = {s.name: node.get_parameter(s.name).value for s in specs}
         reason = self._check(self.values)
         if reason:

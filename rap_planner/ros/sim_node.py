@@ -21,6 +21,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import String
 
+from rap_planner import topics
+from rap_planner.core.parameters import SIM
 from rap_planner.core.types import EgoState
 from rap_planner.msg import PredictionArray, RiskAwarePlan, TrackedAgentArray
 from rap_planner.ros.conversions import (
@@ -31,25 +33,11 @@ from rap_planner.ros.conversions import (
     stamp_to_s,
     tracked_agents_to_msg,
 )
-from rap_planner.ros.params import ParameterSet, ParamSpec
+from rap_planner.ros.params import ParameterSet
 from rap_planner.sim.episode import EpisodeRecorder, follow_plan, stop_line_agents
-from rap_planner.sim.scenarios import SCENARIOS
 from rap_planner.sim.world import SumoWorld, noisy_agents
 
-PARAMS = (
-    ParamSpec("scenario", "highway_cutin", "Scenario to simulate.", choices=tuple(SCENARIOS), read_only=True),
-    ParamSpec("seed", 0, "Traffic and noise seed [-].", 0, 2**31 - 1, read_only=True),
-    ParamSpec("step_s", 0.1, "Simulation step [s].", 0.01, 1.0, read_only=True),
-    ParamSpec("lockstep", True, "Advance only once the plan for the current step arrived.", read_only=True),
-    ParamSpec("realtime_factor", 1.0, "Real-time mode: simulated seconds per wall second [-].", 0.1, 20.0),
-    ParamSpec("plan_wait_s", 2.0, "Lock-step watchdog: advance without a new plan after this wall time [s].",
-              0.05, 30.0),
-    ParamSpec("pos_noise_m", 0.0, "Tracker position noise, 1 sigma [m].", 0.0, 5.0),
-    ParamSpec("vel_noise_mps", 0.0, "Tracker velocity noise, 1 sigma [m/s].", 0.0, 5.0),
-    ParamSpec("dropout_prob", 0.0, "Probability that a track is missing from one message [-].", 0.0, 0.9),
-    ParamSpec("frame_id", "map", "World frame of everything published (REP 105)."),
-    ParamSpec("record", True, "Keep every step in memory for the episode summary and rendering."),
-)
+PARAMS = SIM.params  # rap_planner/core/parameters.py: names, types, units, ranges, defaults
 
 
 class SimNode(Node):
@@ -68,13 +56,13 @@ class SimNode(Node):
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pub_agents = self.create_publisher(TrackedAgentArray, "/perception/tracked_agents", reliable)
-        self.pub_odom = self.create_publisher(Odometry, "/ego/odom", reliable)
-        self.pub_clock = self.create_publisher(Clock, "/clock", reliable)
-        self.pub_events = self.create_publisher(String, "/sim/events", latched)
-        self.pub_reference = self.create_publisher(Path, "/planning/reference_path", latched)
-        self.create_subscription(RiskAwarePlan, "/planning/plan", self._on_plan, reliable)
-        self.create_subscription(PredictionArray, "/prediction/agents", self._on_predictions, reliable)
+        self.pub_agents = self.create_publisher(TrackedAgentArray, topics.TRACKED_AGENTS, reliable)
+        self.pub_odom = self.create_publisher(Odometry, topics.EGO_ODOM, reliable)
+        self.pub_clock = self.create_publisher(Clock, topics.CLOCK, reliable)
+        self.pub_events = self.create_publisher(String, topics.SIM_EVENTS, latched)
+        self.pub_reference = self.create_publisher(Path, topics.REFERENCE_PATH, latched)
+        self.create_subscription(RiskAwarePlan, topics.PLAN, self._on_plan, reliable)
+        self.create_subscription(PredictionArray, topics.PREDICTIONS, self._on_predictions, reliable)
         self._publish_reference()
         self._started = False
         if self.params["lockstep"]:
@@ -102,8 +90,8 @@ class SimNode(Node):
         agents = noisy_agents(self.world.agents(), self.rng, self.params["pos_noise_m"],
                               self.params["vel_noise_mps"], self.params["dropout_prob"])
         agents += stop_line_agents(self.world)
+        self.pub_odom.publish(ego_to_odometry(self.world.ego(), frame))  # first: the predictor ranks agents by it
         self.pub_agents.publish(tracked_agents_to_msg(agents, t, frame))
-        self.pub_odom.publish(ego_to_odometry(self.world.ego(), frame))
         self._published_at = time.monotonic()
 
     # --- inputs ----------------------------------------------------------------------------------

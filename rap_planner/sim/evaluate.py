@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from rap_planner.config import planner_config, planner_parameters
+from rap_planner.config import planner_config, planner_parameters, predictor_parameters
+from rap_planner.core.pipeline import PredictionSettings
 from rap_planner.core.planner import PlannerConfig
+from rap_planner.runtime_tuning import tune_process
 
 EVAL_SOLVER_TIME_LIMIT_S = 1.0
 COLUMNS = ("risk_level", "seed", "collision", "goal_reached", "duration_s", "progress_m", "min_distance_m",
@@ -30,6 +32,7 @@ class EpisodeTask:
     risk_level: float
     risk_measure: str
     planner: PlannerConfig
+    prediction: PredictionSettings
     model_path: str | None
     biased_samples: int = 0
 
@@ -46,8 +49,8 @@ def _run_task(task: EpisodeTask) -> dict:
     # lock-step evaluation waits for the solver: outcomes must not depend on how busy the machine is
     config = replace(task.planner, risk_level=task.risk_level, risk_measure=task.risk_measure,
                      refine_time_limit_s=EVAL_SOLVER_TIME_LIMIT_S)
-    loop = LoopConfig(scenario=task.scenario, seed=task.seed, biased_samples=task.biased_samples)
-    m = run_episode(loop, config, model).metrics
+    prediction = replace(task.prediction, biased_samples=task.biased_samples, sample_risk_level=task.risk_level)
+    m = run_episode(LoopConfig(scenario=task.scenario, seed=task.seed), config, model, prediction).metrics
     latency = np.asarray(m.plan_latency_ms) if m.plan_latency_ms else np.zeros(1)
     return {"risk_level": task.risk_level, "seed": task.seed, "collision": m.collision,
             "goal_reached": m.goal_reached, "duration_s": m.duration_s, "progress_m": m.progress_m,
@@ -113,10 +116,11 @@ def evaluate_closed_loop(scenario: str, seeds: list[int], risk_levels: list[floa
     planner = planner or planner_config(planner_parameters(scenario))
     if num_scenarios is not None:
         planner = replace(planner, num_scenarios=num_scenarios)
-    tasks = [EpisodeTask(scenario, s, lv, risk_measure, planner, model_path, biased_samples)
+    prediction = PredictionSettings.from_values(predictor_parameters())
+    tasks = [EpisodeTask(scenario, s, lv, risk_measure, planner, prediction, model_path, biased_samples)
              for lv in risk_levels for s in seeds]
     rows: list[dict] = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=tune_process) as pool:
         futures = [pool.submit(_run_task, t) for t in tasks]
         for future in tqdm(as_completed(futures), total=len(futures), desc=f"{scenario} episodes", unit="ep"):
             rows.append(future.result())

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from rap_planner.core.parameters import PLANNER, ParameterError, read_parameter_file, scenario_parameter_file
+
 NETWORKS_DIR = Path(__file__).resolve().parent / "networks"
 
 Range = tuple[float, float]
@@ -62,6 +64,28 @@ class EventRanges:
 
 
 @dataclass(frozen=True)
+class Road:
+    """What the simulator and the planner must agree on about a scenario's road (one file holds it)."""
+
+    lane_width_m: float
+    lane_offsets_m: tuple[float, ...]  # lateral offsets (left positive) of usable lanes, 0 = ego lane
+    speed_limit_mps: float
+
+
+@lru_cache(maxsize=8)
+def road(scenario: str) -> Road:
+    """The road of config/scenarios/<scenario>.yaml, checked against the planner's parameter schema."""
+    path = scenario_parameter_file(scenario)
+    values = read_parameter_file(path, PLANNER.node, PLANNER)
+    missing = [k for k in ("lane_width_m", "lane_offsets_m", "speed_limit_mps") if k not in values]
+    if missing:
+        raise ParameterError(f"{path}: road parameters missing: {', '.join(missing)}")
+    return Road(lane_width_m=float(values["lane_width_m"]),
+                lane_offsets_m=tuple(float(v) for v in values["lane_offsets_m"]),
+                speed_limit_mps=float(values["speed_limit_mps"]))
+
+
+@dataclass(frozen=True)
 class ScenarioSpec:
     """Everything that defines a scenario except the seed."""
 
@@ -73,8 +97,6 @@ class ScenarioSpec:
     ego_depart_speed_mps: float
     goal_s_m: float  # distance along the reference centreline (from the route start) to reach
     timeout_s: float
-    speed_limit_mps: float
-    lane_offsets_m: tuple[float, ...]  # lateral offsets (left positive) of usable lanes, 0 = ego lane
     streams: tuple[TrafficStream, ...]
     drivers: DriverRanges = field(default_factory=DriverRanges)
     events: EventRanges = field(default_factory=EventRanges)
@@ -85,6 +107,20 @@ class ScenarioSpec:
     @property
     def net_path(self) -> Path:
         return NETWORKS_DIR / f"{self.net}.net.xml"
+
+    @property
+    def road(self) -> Road:
+        """The road facts of config/scenarios/<name>.yaml, the file sim.launch.xml loads into the planner."""
+        return road(self.name)
+
+    @property
+    def speed_limit_mps(self) -> float:
+        return self.road.speed_limit_mps
+
+    @property
+    def lane_offsets_m(self) -> tuple[float, ...]:
+        """Lateral offsets (left positive) of usable lanes, 0 = ego lane."""
+        return self.road.lane_offsets_m
 
     @property
     def routes_path(self) -> Path:
@@ -100,8 +136,6 @@ HIGHWAY_CUTIN = ScenarioSpec(
     ego_depart_speed_mps=25.0,
     goal_s_m=800.0,
     timeout_s=40.0,
-    speed_limit_mps=33.33,
-    lane_offsets_m=(-3.5, 0.0, 3.5),
     streams=(TrafficStream("hw", (0, 1, 2), (1300.0, 2000.0)),),
     events=EventRanges(ego_cutins=3, ego_brakes=1, background_cutin_rate_per_s=(0.05, 0.2)),
     ego_clear_ahead_m=30.0,
@@ -116,8 +150,6 @@ MERGE = ScenarioSpec(
     ego_depart_speed_mps=25.0,
     goal_s_m=1000.0,
     timeout_s=45.0,
-    speed_limit_mps=33.33,
-    lane_offsets_m=(0.0, 3.5),
     streams=(
         TrafficStream("main", (0, 1), (1000.0, 1800.0)),
         TrafficStream("ramp", (0,), (500.0, 1100.0)),
@@ -135,8 +167,6 @@ INTERSECTION = ScenarioSpec(
     ego_depart_speed_mps=10.0,
     goal_s_m=280.0,
     timeout_s=60.0,
-    speed_limit_mps=13.89,
-    lane_offsets_m=(0.0, 3.2),
     streams=tuple(
         TrafficStream(f"{arm}_{target}", lanes, (150.0, 350.0))
         for arm, turns in {"s": "nwe", "n": "sew", "e": "wsn", "w": "ens"}.items()

@@ -11,9 +11,10 @@ import pytest
 from mcap_ros2.reader import read_ros2_messages
 from rosbags.highlevel import AnyReader
 
-from rap_planner.bagtools.convert import ODOM_TOPIC, TRACKS_TOPIC, highd_to_bag, ngsim_to_bag, tracks_to_bag
+from rap_planner.bagtools.convert import highd_to_bag, ngsim_to_bag, tracks_to_bag
 from rap_planner.data.highd import load_highd
 from rap_planner.data.ngsim import FEET_TO_M, load_ngsim
+from rap_planner.topics import EGO_ODOM, TRACKED_AGENTS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 NGSIM_CSV = FIXTURES / "ngsim" / "trajectories-sample.csv"
@@ -37,8 +38,8 @@ def _yaw(q) -> float:
 def test_ngsim_bag_has_others_as_tracks_and_ego_as_odometry(tmp_path):
     bag = ngsim_to_bag(NGSIM_CSV, tmp_path / "ngsim_bag", ego_id=7)
     messages = _read_any(bag)
-    tracks = [(t, m) for topic, t, m in messages if topic == TRACKS_TOPIC]
-    odoms = [(t, m) for topic, t, m in messages if topic == ODOM_TOPIC]
+    tracks = [(t, m) for topic, t, m in messages if topic == TRACKED_AGENTS]
+    odoms = [(t, m) for topic, t, m in messages if topic == EGO_ODOM]
     assert len(tracks) == len(odoms) == 6  # ego 7 lives in frames 1000-1005
     expected_ns = [k * 100_000_000 for k in range(6)]  # t = 0 at the ego's first frame, 10 Hz
     assert [t for t, _ in tracks] == [_stamp_ns(m) for _, m in tracks] == expected_ns
@@ -63,9 +64,9 @@ def test_ngsim_bag_has_others_as_tracks_and_ego_as_odometry(tmp_path):
 def test_ngsim_bag_opens_with_mcap_ros2_reader(tmp_path):
     bag = ngsim_to_bag(NGSIM_CSV, tmp_path / "ngsim_bag", ego_id=9)
     messages = list(read_ros2_messages(next(bag.glob("*.mcap"))))
-    assert {m.channel.topic for m in messages} == {TRACKS_TOPIC, ODOM_TOPIC}
-    odoms = [m for m in messages if m.channel.topic == ODOM_TOPIC]
-    tracks = [m for m in messages if m.channel.topic == TRACKS_TOPIC]
+    assert {m.channel.topic for m in messages} == {TRACKED_AGENTS, EGO_ODOM}
+    odoms = [m for m in messages if m.channel.topic == EGO_ODOM]
+    tracks = [m for m in messages if m.channel.topic == TRACKED_AGENTS]
     assert len(odoms) == len(tracks) == 4  # ego 9 lives in frames 1002-1005; vehicle 7 is there throughout
     assert all([a.id for a in m.ros_msg.agents] == [7] for m in tracks)
     assert [m.log_time_ns for m in odoms] == [k * 100_000_000 for k in range(4)]
@@ -83,15 +84,15 @@ def test_highd_bag_with_explicit_recording_meta(tmp_path):
     meta = tmp_path / "meta.csv"
     meta.write_text(HIGHD_META.read_text().replace("\n1,25,", "\n1,10,"))
     bag = highd_to_bag(tracks_csv, tmp_path / "highd_bag", ego_id=2, recording_meta_csv=meta)
-    odoms = [m for m in read_ros2_messages(next(bag.glob("*.mcap"))) if m.channel.topic == ODOM_TOPIC]
+    odoms = [m for m in read_ros2_messages(next(bag.glob("*.mcap"))) if m.channel.topic == EGO_ODOM]
     assert [m.log_time_ns for m in odoms] == [k * 100_000_000 for k in range(5)]  # frames 3-7 at 10 Hz
 
 
 def test_highd_bag_ego_pose_truck_class_and_both_readers(tmp_path):
     bag = highd_to_bag(HIGHD_TRACKS, tmp_path / "highd_bag", ego_id=1)
     messages = _read_any(bag)
-    tracks = [m for topic, _, m in messages if topic == TRACKS_TOPIC]
-    odoms = [(t, m) for topic, t, m in messages if topic == ODOM_TOPIC]
+    tracks = [m for topic, _, m in messages if topic == TRACKED_AGENTS]
+    odoms = [(t, m) for topic, t, m in messages if topic == EGO_ODOM]
     assert len(tracks) == len(odoms) == 8  # ego 1: frames 1-8 at 25 Hz (sibling meta)
     assert [t for t, _ in odoms] == [k * 40_000_000 for k in range(8)]
     truck_frames = [m.agents for m in tracks if m.agents]
@@ -107,7 +108,7 @@ def test_highd_bag_ego_pose_truck_class_and_both_readers(tmp_path):
     assert (pose.position.x, pose.position.y) == pytest.approx((table["x_m"][ego[3]], table["y_m"][ego[3]]))
     assert (pose.position.x, pose.position.y) == pytest.approx((103.0 + 2.25, -(22.06 + 0.95)))
     assert _yaw(pose.orientation) == pytest.approx(math.atan2(-0.5, 25.0))
-    mcap_odoms = [m for m in read_ros2_messages(next(bag.glob("*.mcap"))) if m.channel.topic == ODOM_TOPIC]
+    mcap_odoms = [m for m in read_ros2_messages(next(bag.glob("*.mcap"))) if m.channel.topic == EGO_ODOM]
     assert mcap_odoms[3].ros_msg.pose.pose.position.x == pytest.approx(pose.position.x)
 
 
@@ -120,7 +121,7 @@ def test_bag_decodes_into_the_nodes_messages(tmp_path):
     from rap_planner.ros.conversions import tracked_agents_from_msg
 
     bag = highd_to_bag(HIGHD_TRACKS, tmp_path / "highd_bag", ego_id=1, storage="sqlite3")
-    raw = [cdr for topic, _, _, cdr in read_raw(bag, {TRACKS_TOPIC})]
+    raw = [cdr for topic, _, _, cdr in read_raw(bag, {TRACKED_AGENTS})]
     agents, problems = tracked_agents_from_msg(deserialize_message(raw[2], TrackedAgentArray))
     assert problems == [] and [a.agent_id for a in agents] == [2]
     assert agents[0].stamp_s == pytest.approx(0.08) and agents[0].vx_mps == pytest.approx(-30.0)
@@ -137,6 +138,6 @@ def test_unknown_ego_scene_and_existing_output_are_reported(tmp_path):
     with pytest.raises(ValueError, match=r"unknown bag storage"):
         tracks_to_bag(table, tmp_path / "bag", ego_id=7, scene=1, storage="rosbag1")
     bag = tracks_to_bag(table, tmp_path / "bag", ego_id=7, scene=1)
-    assert sum(topic == ODOM_TOPIC for topic, _, _ in _read_any(bag)) == 3
+    assert sum(topic == EGO_ODOM for topic, _, _ in _read_any(bag)) == 3
     with pytest.raises(FileExistsError):
         tracks_to_bag(table, bag, ego_id=7, scene=1)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from rap_planner import topics
 from rap_planner.bagtools.evaluate import evaluate_bag, observed_positions
 from rap_planner.ros.bag_recorder import rap_planner_typestore
 
@@ -85,15 +86,21 @@ class _BagBuilder:
             header=self.header(stamp_s), dt=DT_S, num_steps=STEPS, num_modes=2, agents=agents, num_samples=0,
             sample_weights=np.zeros(0, np.float32), sample_risk_level=0.0)
 
-    def plan(self, stamp_s: float, planning_time_ms: float, fallback: bool):
+    def plan(self, stamp_s: float, planning_time_ms: float, fallback: bool, code: int | None = None):
+        """An ok plan, or a fallback with ``code`` (default: the message's stale-predictions constant)."""
+        plan_type = self.types["rap_planner/msg/RiskAwarePlan"]
+        if code is None:
+            code = plan_type.FALLBACK_STALE_PREDICTIONS if fallback else plan_type.FALLBACK_UNSPECIFIED
         point = self.types["rap_planner/msg/TrajectoryPoint"](
             time_from_start=self.types["builtin_interfaces/msg/Duration"](sec=0, nanosec=0), x=0.0, y=0.0, yaw=0.0,
             velocity=10.0, acceleration=0.0)
-        return self.types["rap_planner/msg/RiskAwarePlan"](
+        return plan_type(
             header=self.header(stamp_s), points=[point], risk_measure="cvar", risk_level=0.9, risk=1.0 + stamp_s,
-            expected_cost=0.5 + stamp_s, value_at_risk=1.0, status=int(fallback),
-            status_reason=STALE if fallback else "", planning_time=planning_time_ms * 1e-3, num_candidates=10,
-            num_scenarios=20, num_agents=2, prediction_stamp=self.header(stamp_s).stamp)
+            expected_cost=0.5 + stamp_s, value_at_risk=1.0,
+            status=plan_type.STATUS_FALLBACK if fallback else plan_type.STATUS_OK, fallback_reason=code,
+            note=plan_type.NOTE_NONE, status_reason=STALE if fallback else "",
+            planning_time=planning_time_ms * 1e-3, num_candidates=10, num_scenarios=20, num_agents=2,
+            prediction_stamp=self.header(stamp_s).stamp)
 
     def close(self) -> None:
         self.writer.close()
@@ -103,13 +110,13 @@ def _write_scenario(path: Path, with_plans: bool = True) -> Path:
     bag = _BagBuilder(path)
     for k in range(int(round(END_S / TRACK_PERIOD_S)) + 1):
         t = k * TRACK_PERIOD_S
-        bag.write("/perception/tracked_agents", bag.tracks(t, [1, 2] + ([3] if t <= AGENT3_LAST_S + 1e-9 else [])), t)
+        bag.write(topics.TRACKED_AGENTS, bag.tracks(t, [1, 2] + ([3] if t <= AGENT3_LAST_S + 1e-9 else [])), t)
     for k in range(int(round(END_S / DT_S)) + 1):
         s = k * DT_S
-        bag.write("/prediction/agents", bag.prediction(s, [1, 2] + ([3] if s <= AGENT3_LAST_S else [])), s + 0.05)
+        bag.write(topics.PREDICTIONS, bag.prediction(s, [1, 2] + ([3] if s <= AGENT3_LAST_S else [])), s + 0.05)
     if with_plans:
         for k, ms in enumerate(PLAN_TIMES_MS):
-            bag.write("/planning/plan", bag.plan(float(k), ms, fallback=k == 2), k + 0.1)
+            bag.write(topics.PLAN, bag.plan(float(k), ms, fallback=k == 2), k + 0.1)
     bag.close()
     return path
 
@@ -152,7 +159,8 @@ def test_metrics_match_hand_computed_values(scenario_bag, tmp_path):
 def test_plan_statistics(scenario_bag, tmp_path):
     q = evaluate_bag(scenario_bag, tmp_path / "out")["plans"]
     assert q["count"] == 4 and q["fallback_count"] == 1 and q["fallback_share"] == pytest.approx(0.25)
-    assert q["fallback_reasons"] == {STALE: 1} and q["risk_settings"] == {"cvar@0.90": 4}
+    assert q["fallback_reasons"] == {"STALE_PREDICTIONS": 1} and q["fallback_examples"] == {"STALE_PREDICTIONS": STALE}
+    assert q["risk_settings"] == {"cvar@0.90": 4}
     assert q["planning_time_ms"]["p50"] == pytest.approx(25.0, rel=1e-5)
     assert q["planning_time_ms"]["p95"] == pytest.approx(38.5, rel=1e-5)
     assert q["risk"] == pytest.approx({"mean": 2.5, "max": 4.0})
@@ -173,7 +181,17 @@ def test_outputs_written_as_strict_json_and_markdown(scenario_bag, tmp_path):
 
     assert json.loads((out / "metrics.json").read_text(), parse_constant=reject) == result
     text = (out / "metrics.md").read_text()
-    assert "| minADE [m] | 0.300 |" in text and f"- {STALE}: 1" in text
+    assert "| minADE [m] | 0.300 |" in text and f'- STALE_PREDICTIONS: 1 (e.g. "{STALE}")' in text
+
+
+def test_fallbacks_counted_by_code_unknown_codes_unspecified(tmp_path):
+    bag = _BagBuilder(tmp_path / "codes")
+    planner_failure = bag.types["rap_planner/msg/RiskAwarePlan"].FALLBACK_PLANNER_FAILURE
+    for k, code in enumerate((planner_failure, 200, planner_failure, None)):
+        bag.write(topics.PLAN, bag.plan(float(k), 10.0, fallback=code is not None, code=code), float(k))
+    bag.close()
+    q = evaluate_bag(tmp_path / "codes", tmp_path / "out")["plans"]
+    assert q["fallback_count"] == 3 and q["fallback_reasons"] == {"PLANNER_FAILURE": 2, "UNSPECIFIED": 1}
 
 
 def test_min_history_leaves_out_newcomers(scenario_bag, tmp_path):
@@ -191,7 +209,7 @@ def test_bag_without_plans_and_bad_inputs(tmp_path):
     with pytest.raises(FileNotFoundError):
         evaluate_bag(tmp_path / "missing", tmp_path / "out")
     empty = _BagBuilder(tmp_path / "tracks_only")
-    empty.write("/perception/tracked_agents", empty.tracks(0.0, [1]), 0.0)
+    empty.write(topics.TRACKED_AGENTS, empty.tracks(0.0, [1]), 0.0)
     empty.close()
     with pytest.raises(ValueError, match="nothing to evaluate"):
         evaluate_bag(tmp_path / "tracks_only", tmp_path / "out")

@@ -2,6 +2,17 @@ import numpy as np
 import pytest
 
 from rap_planner.core.candidates import CandidateConfig, plan_candidates
+from rap_planner.core.cost_terms import (
+    NUM_TERMS,
+    LateralGeometry,
+    LongitudinalGeometry,
+    lateral_factors,
+    longitudinal_factors,
+    longitudinal_partials,
+    longitudinal_ttc_factor,
+    overlap_ramp,
+    ttc_time_scale_s,
+)
 from rap_planner.core.costs import CostModel, CostWeights, agent_tracks
 from rap_planner.core.reference_path import ReferencePath
 from rap_planner.core.scenarios import sample_scenarios
@@ -86,6 +97,63 @@ def test_gradient_matches_finite_differences():
         bump[k] = h
         np.testing.assert_allclose(grad_s[:, k], central(bump, 0.0), rtol=0.05, atol=1e-2)
         np.testing.assert_allclose(grad_v[:, k], central(0.0, bump), rtol=0.05, atol=1e-2)
+
+
+def test_factor_definitions():
+    weights = CostWeights()
+    margin = weights.collision_margin_m
+    reach = np.array(4.5)
+    ramp = overlap_ramp(np.array([4.5 - margin, 4.5, 4.5 + margin, 10.0]), reach, margin)
+    np.testing.assert_allclose(ramp, [1.0, 0.5, 0.0, 0.0])
+    # 10 m of gap closing at 4 m/s: TTC 2.5 s; behind the ego or opening: no TTC cost
+    ds, closing_mps = np.array([14.5, -14.5, 14.5]), np.array([4.0, 4.0, -4.0])
+    lon = LongitudinalGeometry(ds, np.abs(ds), reach, ttc_time_scale_s(weights) * closing_mps)
+    expected = np.exp(-(2.5**2) / (2.0 * weights.ttc_sigma_time_s2))
+    np.testing.assert_allclose(longitudinal_ttc_factor(lon), [expected, 0.0, 0.0], rtol=1e-9)
+
+
+def random_geometry(rng: np.random.Generator, n: int) -> tuple[LongitudinalGeometry, LateralGeometry]:
+    ds = rng.uniform(-12.0, 12.0, n)
+    lon = LongitudinalGeometry(ds, np.abs(ds), rng.uniform(4.0, 5.0, n), rng.uniform(-6.0, 6.0, n))
+    return lon, LateralGeometry(rng.uniform(0.0, 4.0, n), rng.uniform(1.7, 2.0, n))
+
+
+def test_in_place_factors_equal_allocated_ones():
+    weights = CostWeights()
+    lon, lat = random_geometry(np.random.default_rng(1), 500)
+    lon = LongitudinalGeometry(*(x.astype(np.float32) for x in (lon.ds_m, lon.dist_m, lon.reach_m, lon.approach_m)))
+    g, work, closing = np.full((NUM_TERMS, 500), np.nan, np.float32), np.empty(500, np.float32), np.empty(500, bool)
+    filled = longitudinal_factors(lon, weights, DT, out=list(g), work=work, closing=closing)
+    h = np.full((NUM_TERMS, 500), np.nan)
+    lateral_factors(lat, weights, out=list(h))
+    for k, (lon_k, lat_k) in enumerate(zip(longitudinal_factors(lon, weights, DT), lateral_factors(lat, weights),
+                                           strict=True)):
+        assert np.shares_memory(filled[k], g[k])
+        np.testing.assert_array_equal(g[k], lon_k)
+        np.testing.assert_array_equal(h[k], lat_k)
+    assert (g[0] > 0).any() and (g[1] > 0).any()  # both terms exercised
+
+
+def test_longitudinal_partials_match_finite_differences():
+    weights, h = CostWeights(), 1e-6
+    lon, _ = random_geometry(np.random.default_rng(0), 4000)
+    margin, scale = weights.collision_margin_m, ttc_time_scale_s(weights)
+    kink = np.abs(lon.dist_m - lon.reach_m)  # keep clear of the ramp's corners and of ds = 0
+    smooth = (np.abs(kink - margin) > 1e-3) & (kink > 1e-3) & (lon.dist_m > 1e-3) & (np.abs(lon.approach_m) > 1e-2)
+    lon = LongitudinalGeometry(*(x[smooth] for x in (lon.ds_m, lon.dist_m, lon.reach_m, lon.approach_m)))
+
+    def moved(ds_ego_m: float, dv_ego_mps: float) -> list[np.ndarray]:
+        ds = lon.ds_m - ds_ego_m
+        shifted = LongitudinalGeometry(ds, np.abs(ds), lon.reach_m, lon.approach_m + scale * dv_ego_mps)
+        return longitudinal_factors(shifted, weights, DT)
+
+    d_ds, d_dv = longitudinal_partials(lon, longitudinal_factors(lon, weights, DT), weights, DT)
+    for k in range(NUM_TERMS):
+        numeric_s = (moved(h, 0.0)[k] - moved(-h, 0.0)[k]) / (2 * h)
+        numeric_v = (moved(0.0, h)[k] - moved(0.0, -h)[k]) / (2 * h)
+        np.testing.assert_allclose(d_ds[k], numeric_s, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(d_dv[k], numeric_v, rtol=1e-4, atol=1e-6)
+        assert np.abs(d_ds[k]).max() > 0.1  # the ramp and the TTC factor both have slopes here
 
 
 def test_deterministic_terms():

@@ -18,6 +18,7 @@ from nav_msgs.msg import Odometry, Path
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+from rap_planner import topics
 from rap_planner.bench.e2e import LANES_Y_M, highway_traffic
 from rap_planner.core.types import EgoState
 from rap_planner.msg import PredictionArray, RiskAwarePlan, TrackedAgentArray
@@ -26,10 +27,10 @@ from rap_planner.ros.conversions import ego_to_odometry, plan_from_msg, tracked_
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 TOPICS = {
-    "tracks": ("/perception/tracked_agents", TrackedAgentArray, RELIABLE),
-    "odom": ("/ego/odom", Odometry, RELIABLE),
-    "predictions": ("/prediction/agents", PredictionArray, RELIABLE),
-    "reference": ("/planning/reference_path", Path, LATCHED),
+    "tracks": (topics.TRACKED_AGENTS, TrackedAgentArray, RELIABLE),
+    "odom": (topics.EGO_ODOM, Odometry, RELIABLE),
+    "predictions": (topics.PREDICTIONS, PredictionArray, RELIABLE),
+    "reference": (topics.REFERENCE_PATH, Path, LATCHED),
 }
 # planner parameters for the synthetic highway (as the end-to-end bench runs it)
 HIGHWAY_PLANNER_PARAMS = {"lane_offsets_m": list(LANES_Y_M), "speed_limit_mps": 33.0}
@@ -58,11 +59,11 @@ class Harness:
         self.predictions: list[tuple[float, PredictionArray]] = []
         self.diagnostics: dict[str, dict[str, str]] = {}  # status name -> {key: value} (latest)
         self.diagnostic_messages: dict[str, str] = {}  # status name -> last problem of each kind
-        self.node.create_subscription(RiskAwarePlan, "/planning/plan",
+        self.node.create_subscription(RiskAwarePlan, topics.PLAN,
                                       lambda m: self.plans.append((time.monotonic(), m)), RELIABLE)
-        self.node.create_subscription(PredictionArray, "/prediction/agents",
+        self.node.create_subscription(PredictionArray, topics.PREDICTIONS,
                                       lambda m: self.predictions.append((time.monotonic(), m)), RELIABLE)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on_diagnostics, 10)
         self._t0_s: float | None = None
         self.executor = SingleThreadedExecutor(context=context)
         self.nodes = [self.node, *nodes]

@@ -21,6 +21,7 @@ from rclpy.parameter_client import AsyncParameterClient
 from rap_planner.core.planner import PlannerConfig, RiskAwarePlanner
 from rap_planner.core.refine import CvarRefiner
 from rap_planner.core.scenes import didactic_scene
+from rap_planner.core.types import FallbackReason, PlanNote
 from rap_planner.ros.param_client import get_parameter, set_parameter
 from rap_planner.ros.planner_node import PlannerNode
 from rap_planner.ros.predictor_node import PredictorNode
@@ -87,8 +88,8 @@ def test_predictor_killed_and_restarted(rclpy_context, tmp_path):
         late_ok = [p.stamp_s - t_kill_s for p in after if p.ok]
         assert not any(dt > PREDICTION_TIMEOUT_S + 1e-3 for dt in late_ok), \
             f"ok plans {late_ok} s after the kill: forecasts older than prediction_timeout_s were used"
-        stale = [p for p in after if not p.ok and p.reason.startswith("stale predictions")]
-        assert stale, f"no 'stale predictions' fallback after the kill: {[p.reason for p in after]}"
+        stale = [p for p in after if p.fallback is FallbackReason.STALE_PREDICTIONS]
+        assert stale, f"no 'stale predictions' fallback after the kill: {[p.fallback for p in after]}"
         detected_s = stale[0].stamp_s - t_kill_s
         assert detected_s <= PREDICTION_TIMEOUT_S + PLAN_PERIOD_S + SCHEDULING_SLACK_S, detected_s
         assert all(not p.ok for p in after if p.stamp_s > t_kill_s + PREDICTION_TIMEOUT_S + 1e-3)
@@ -179,7 +180,7 @@ def test_refine_time_limit_in_the_core_keeps_the_unrefined_plan():
     ego, forecasts, reference = didactic_scene()
     planner = RiskAwarePlanner(PlannerConfig(refine_time_limit_s=1e-9))
     plan = planner.plan(ego, forecasts, reference, forecasts.stamp_s)
-    assert plan.ok and plan.reason == "refinement skipped: solver failure"
+    assert plan.ok and plan.note is PlanNote.REFINEMENT_SOLVER_FAILURE
     assert plan.states.shape == (planner.config.num_steps + 1, 5) and math.isfinite(plan.risk)
 
 
@@ -200,9 +201,9 @@ def test_solver_faults_in_the_core_still_give_a_plan(monkeypatch, fault):
     plan = planner.plan(ego, forecasts, reference, forecasts.stamp_s)
     assert plan.states.shape == (planner.config.num_steps + 1, 5)
     if fault == "exception":
-        assert not plan.ok and "injected bug" in plan.reason  # braking fallback, reason kept
+        assert plan.fallback is FallbackReason.PLANNER_FAILURE and "injected bug" in plan.reason  # detail kept
     else:
-        assert plan.ok and plan.reason == "refinement skipped: solver failure"  # the sampled candidate
+        assert plan.ok and plan.note is PlanNote.REFINEMENT_SOLVER_FAILURE  # the sampled candidate
 
 
 def test_solver_faults_in_the_live_planner_node(rclpy_context, monkeypatch):
@@ -217,9 +218,10 @@ def test_solver_faults_in_the_live_planner_node(rclpy_context, monkeypatch):
         t = time.monotonic()
         feed_until(harness, lambda: sum(p.ok for p in harness.plans_since(t)) >= 3, 60.0, "ok plans")
 
-        plan_node.planner.update_config(refine_time_limit_s=1e-9)  # the core's knob (no ROS parameter)
+        plan_node.pipeline.planner.update_config(refine_time_limit_s=1e-9)  # the core's knob (no ROS parameter)
         t = time.monotonic()
-        feed_until(harness, lambda: sum(p.ok and "solver failure" in p.reason for p in harness.plans_since(t)) >= 3,
+        feed_until(harness,
+                   lambda: sum(p.note is PlanNote.REFINEMENT_SOLVER_FAILURE for p in harness.plans_since(t)) >= 3,
                    30.0, "unrefined ok plans with a 1 ns solver time limit")
 
         def raising_refine(self, *args, **kwargs):
@@ -227,13 +229,14 @@ def test_solver_faults_in_the_live_planner_node(rclpy_context, monkeypatch):
 
         monkeypatch.setattr(CvarRefiner, "refine", raising_refine)
         t = time.monotonic()
-        feed_until(harness, lambda: sum("injected refiner crash" in p.reason for p in harness.plans_since(t)) >= 3,
+        feed_until(harness, lambda: sum(p.fallback is FallbackReason.PLANNER_FAILURE and "injected refiner crash"
+                                        in p.reason for p in harness.plans_since(t)) >= 3,
                    30.0, "fallback plans naming the refiner crash")
         assert all(not p.ok for p in harness.plans_since(t + 0.5))
         monkeypatch.undo()
-        plan_node.planner.update_config(refine_time_limit_s=0.02)
+        plan_node.pipeline.planner.update_config(refine_time_limit_s=0.02)
         t = time.monotonic()
-        feed_until(harness, lambda: sum(p.ok and not p.reason for p in harness.plans_since(t)) >= 3, 30.0,
+        feed_until(harness, lambda: sum(p.ok and p.note is None for p in harness.plans_since(t)) >= 3, 30.0,
                    "refined ok plans again")
     finally:
         harness.close()
@@ -254,9 +257,9 @@ def test_predictor_model_fault_is_counted_and_the_planner_falls_back(rclpy_conte
         def broken_predict(*args, **kwargs):
             raise RuntimeError("injected model failure")
 
-        monkeypatch.setattr(pred.model, "predict", broken_predict)
+        monkeypatch.setattr(pred.pipeline.model, "predict", broken_predict)
         t = time.monotonic()
-        feed_until(harness, lambda: any(p.reason.startswith("stale predictions") for p in harness.plans_since(t)),
+        feed_until(harness, lambda: any(p.fallback is FallbackReason.STALE_PREDICTIONS for p in harness.plans_since(t)),
                    10.0, "'stale predictions' fallback")
         feed_until(harness, lambda: harness.problem_counts("predictor")["exception"] > 0, 5.0,
                    "the model failure on /diagnostics")

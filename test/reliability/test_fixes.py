@@ -18,6 +18,7 @@ from rap_planner.core.forecasting import forecast_agents
 from rap_planner.core.history import AgentHistoryBuffer
 from rap_planner.core.predictor.runtime import ForecastModel
 from rap_planner.core.types import EgoState, TrackedAgent
+from rap_planner.msg import RiskAwarePlan
 from rap_planner.ros.conversions import (
     ego_to_odometry,
     forecast_set_from_msg,
@@ -109,7 +110,7 @@ def test_over_capacity_is_counted_and_the_nearest_agents_are_kept(rclpy_context)
     pred._on_odom(ego_to_odometry(EgoState(1000.0, 500.0, 0.0, 0.0, 25.0)))
     far_first = [corpus.agent(i, x=float(1000 - 50 * i)) for i in range(1, 11)]  # nearest to x=500 come last
     pred._on_tracks(corpus.tracks(far_first, 1000.0))
-    assert pred.buffer.window().agent_ids.tolist() == [7, 8, 9, 10]
+    assert pred.pipeline.buffer.window().agent_ids.tolist() == [7, 8, 9, 10]
     assert pred.problems.counts["over_capacity"] == 1
     pred.destroy_node()
 
@@ -166,7 +167,8 @@ def test_lockstep_planner_resumes_after_time_jumps_back(rclpy_context):
     assert len(plans) == 10
     for k in range(10):
         instant(0.1 * k)
-    assert len(plans) == 20 and all(p.status == 0 for p in plans[10:]), [p.status_reason for p in plans[10:]]
+    assert len(plans) == 20 and all(p.status == RiskAwarePlan.STATUS_OK for p in plans[10:]), \
+        [p.status_reason for p in plans[10:]]
     assert plan.problems.counts["time_jump"] == 1
     assert math.isclose(plans[-1].header.stamp.nanosec * 1e-9 + plans[-1].header.stamp.sec, 0.9, abs_tol=1e-6)
     pred.destroy_node()

@@ -79,7 +79,7 @@ def assert_recovers(harness: Harness, lockstep: bool, timeout_s: float = 20.0) -
         harness.send_good(spin_s=0.1)
         if sum(p.ok for p in harness.plans_since(start + (0.0 if lockstep else 1.0))) >= 3:
             return
-    reasons = Counter(p.reason.split("(")[0] for p in harness.plans_since(start))
+    reasons = Counter(p.fallback.name for p in harness.plans_since(start) if p.fallback is not None)
     raise AssertionError(f"no ok plans within {timeout_s} s of good input after the hostile corpus: {reasons}")
 
 
@@ -95,7 +95,7 @@ def restamped(msg, base_now_s: float, now_s: float):
 def report(name: str, harness: Harness, count: int) -> None:
     print(f"\n{name}: {count} hostile messages sent; predictor problems {dict(harness.problem_counts('predictor'))}; "
           f"planner problems {dict(harness.problem_counts('planner'))}")
-    reasons = Counter(p.reason.split(" (")[0].split(":")[0] for p in harness.plans_since(0.0) if not p.ok)
+    reasons = Counter(p.fallback.name for p in harness.plans_since(0.0) if p.fallback is not None)
     print(f"  fallback reasons: {dict(reasons)}")
 
 

@@ -41,7 +41,9 @@ def samples() -> dict[str, object]:
     predictions.header.frame_id = "map"
 
     plan = RiskAwarePlan(risk_measure="cvar", risk_level=0.875, risk=3.5, expected_cost=1.25, value_at_risk=2.5,
-                         status=RiskAwarePlan.STATUS_FALLBACK, status_reason="stale predictions (0.8 s old)",
+                         status=RiskAwarePlan.STATUS_FALLBACK, fallback_reason=RiskAwarePlan.FALLBACK_STALE_PREDICTIONS,
+                         note=RiskAwarePlan.NOTE_REFINEMENT_INFEASIBLE,  # never with a fallback: non-zero to be seen
+                         status_reason="stale predictions (0.8 s old)",
                          planning_time=0.015625, num_candidates=512, num_scenarios=64)
     plan.points = [TrajectoryPoint(time_from_start=Duration(sec=i, nanosec=250000000), x=float(i), y=0.5 * i,
                                    yaw=0.125, velocity=10.0 - i, acceleration=-1.0) for i in range(4)]

@@ -13,13 +13,14 @@ from nav_msgs.msg import Odometry
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
+from rap_planner import topics
 from rap_planner.core.types import EgoState, TrackedAgent
 from rap_planner.msg import TrackedAgentArray
 from rap_planner.ros.bag_player import BagError, BagPlayer, PlayOptions, bag_info, read_raw
 from rap_planner.ros.bag_recorder import BagRecorder
 from rap_planner.ros.conversions import ego_to_odometry, tracked_agents_to_msg
 
-TOPICS = ["/perception/tracked_agents", "/ego/odom"]
+TOPICS = [topics.TRACKED_AGENTS, topics.EGO_ODOM]
 COUNT = 40
 
 

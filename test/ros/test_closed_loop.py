@@ -7,6 +7,7 @@ import time
 from mcap_ros2.reader import read_ros2_messages
 from rclpy.executors import SingleThreadedExecutor
 
+from rap_planner import topics
 from rap_planner.msg import PredictionArray
 from rap_planner.ros.bag_recorder import BagRecorder
 from rap_planner.ros.compose import create_nodes
@@ -43,8 +44,8 @@ def test_lockstep_closed_loop_runs_and_records_a_bag(rclpy_context, tmp_path):
     assert sim.plan_timeouts == 0, "lock-step: every step must have been driven by a fresh plan"
     frames = sim.recorder.frames
     assert len(frames) >= 25 and all(f.plan_xy_m is not None for f in frames[1:])
-    topics = {m.channel.topic for m in read_ros2_messages(str(next((tmp_path / "bag").glob("*.mcap"))))}
-    assert {"/perception/tracked_agents", "/ego/odom", "/prediction/agents", "/planning/plan"} <= topics
+    recorded = {m.channel.topic for m in read_ros2_messages(str(next((tmp_path / "bag").glob("*.mcap"))))}
+    assert {topics.TRACKED_AGENTS, topics.EGO_ODOM, topics.PREDICTIONS, topics.PLAN} <= recorded
 
 
 def test_foxglove_flag_adds_a_live_websocket_server(rclpy_context):
@@ -72,7 +73,7 @@ def test_lockstep_loop_with_risk_biased_samples(rclpy_context):
     nodes = create_nodes(description, context=rclpy_context)
     sim, predictor, planner = nodes
     seen = []
-    predictor.create_subscription(PredictionArray, "/prediction/agents", seen.append, 10)
+    predictor.create_subscription(PredictionArray, topics.PREDICTIONS, seen.append, 10)
     executor = SingleThreadedExecutor(context=rclpy_context)
     for node in nodes:
         executor.add_node(node)

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message, serialize_message
 
-from rap_planner.core.types import AgentForecast, ForecastSet, Plan, TrackedAgent
+from rap_planner.core.types import AgentForecast, FallbackReason, ForecastSet, Plan, TrackedAgent
+from rap_planner.core.validation import MAX_AGENT_ID
 from rap_planner.msg import AgentPrediction, PredictionArray, TrackedAgentArray
 from rap_planner.msg import TrackedAgent as TrackedAgentMsg
 from rap_planner.ros.conversions import (
-    MAX_AGENT_ID,
     forecast_set_from_msg,
     forecast_set_to_msg,
     plan_from_msg,
@@ -241,9 +241,9 @@ def test_header_checks():
 
 
 def test_positions_and_spreads_beyond_any_map_are_rejected():
-    with pytest.raises(ValueError, match="agent 3: forecast positions beyond 1e.07 m or variances above"):
+    with pytest.raises(ValueError, match="agent 3: forecast positions beyond 1e.07 m"):
         forecast_set_from_msg(message([good(1), prediction(3, mean_x=np.full(2 * STEPS, 3e38))]))
-    with pytest.raises(ValueError, match="agent 4: forecast positions beyond"):
+    with pytest.raises(ValueError, match=r"agent 4: forecast variances above 1e\+08 m\^2"):
         forecast_set_from_msg(message([prediction(4, cov_xx=np.full(2 * STEPS, 3e38))]))
     samples = {"sample_x": np.zeros(2 * STEPS), "sample_y": np.full(2 * STEPS, -2e7)}
     with pytest.raises(ValueError, match="agent 5: samples non-finite or beyond"):
@@ -317,13 +317,14 @@ def test_limits_of_the_track_checks(fields, accepted):
         assert problems[0].startswith(f"agent {middle}: ")
 
 
-def test_track_problems_are_worded_as_before():
+def test_track_problems_name_the_agent_the_value_and_the_limit():
     _, problems = tracked_agents_from_msg(tracks(track(1, id=2**64 - 1), track(2, yaw=math.nan),
                                                  track(3, length=80.0), track(4, x=3e7), track(5, vx=2e3)))
     assert problems == ["agent 18446744073709551615: id above 2^63-1 (the core keeps ids as int64)",
-                        "agent 2: non-finite pose/velocity/size", "agent 3: footprint 80.0x1.8 m out of range",
-                        "agent 4: position (3e+07, -830) m or speed out of range",
-                        "agent 5: position (1.2e+03, -830) m or speed out of range"]
+                        "agent 2: non-finite pose/velocity/size",
+                        "agent 3: footprint 80x1.8 m out of range (length 0 to 50 m, width 0 to 10 m)",
+                        "agent 4: position (3e+07, -830) m out of range (|x|, |y| <= 1e+07 m)",
+                        "agent 5: speed 2e+03 m/s out of range (<= 1000 m/s)"]
 
 
 def test_plans_carry_the_forecast_stamp_and_agent_count():
@@ -332,5 +333,6 @@ def test_plans_carry_the_forecast_stamp_and_agent_count():
                 prediction_stamp_s=12.45)
     back = plan_from_msg(deserialize_message(serialize_message(plan_to_msg(plan)), type(plan_to_msg(plan))))
     assert back.num_agents == 37 and math.isclose(back.prediction_stamp_s, 12.45, abs_tol=1e-9)
-    fallback = plan_from_msg(plan_to_msg(Plan(stamp_s=3.0, times_s=np.zeros(1), states=np.zeros((1, 5)), ok=False)))
+    fallback = plan_from_msg(plan_to_msg(Plan(stamp_s=3.0, times_s=np.zeros(1), states=np.zeros((1, 5)),
+                                              fallback=FallbackReason.MISSING_PREDICTIONS)))
     assert math.isnan(fallback.prediction_stamp_s)  # no forecasts behind a fallback

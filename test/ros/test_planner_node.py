@@ -19,6 +19,7 @@ from nav_msgs.msg import Odometry, Path
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+from rap_planner import topics
 from rap_planner.core.scenes import didactic_scene
 from rap_planner.core.types import EgoState
 from rap_planner.msg import PredictionArray, RiskAwarePlan
@@ -48,11 +49,11 @@ class ScenePublisher:
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pub_odom = self.node.create_publisher(Odometry, "/ego/odom", reliable)
-        self.pub_pred = self.node.create_publisher(PredictionArray, "/prediction/agents", reliable)
-        self.pub_ref = self.node.create_publisher(Path, "/planning/reference_path", latched)
+        self.pub_odom = self.node.create_publisher(Odometry, topics.EGO_ODOM, reliable)
+        self.pub_pred = self.node.create_publisher(PredictionArray, topics.PREDICTIONS, reliable)
+        self.pub_ref = self.node.create_publisher(Path, topics.REFERENCE_PATH, latched)
         self.plans: list = []
-        self.node.create_subscription(RiskAwarePlan, "/planning/plan", self.plans.append, reliable)
+        self.node.create_subscription(RiskAwarePlan, topics.PLAN, self.plans.append, reliable)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.ego, self.forecasts, self.reference = didactic_scene()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rclpy.executors import SingleThreadedExecutor
 
+from rap_planner import topics
 from rap_planner.bagtools.convert import ngsim_to_bag
 from rap_planner.ros.bag_player import bag_info, read_raw
 from rap_planner.ros.compose import create_nodes
@@ -17,7 +18,7 @@ NGSIM_SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "ngsim" / "tra
 
 def test_ngsim_bag_replays_through_predictor_and_planner(rclpy_context, tmp_path):
     source = ngsim_to_bag(NGSIM_SAMPLE, tmp_path / "ngsim_bag", ego_id=7)
-    frames = bag_info(source).topics["/perception/tracked_agents"][1]
+    frames = bag_info(source).topics[topics.TRACKED_AGENTS][1]
     output = tmp_path / "replay_out"
     description = parse(launch_file("replay.launch.xml"), {"bag": str(source), "output": str(output)})
     nodes = create_nodes(description, context=rclpy_context)
@@ -28,7 +29,7 @@ def test_ngsim_bag_replays_through_predictor_and_planner(rclpy_context, tmp_path
         executor.add_node(node)
     deadline = time.monotonic() + 60.0
     try:
-        while time.monotonic() < deadline and recorder.counts.get("/planning/plan", 0) < frames:
+        while time.monotonic() < deadline and recorder.counts.get(topics.PLAN, 0) < frames:
             executor.spin_once(timeout_sec=0.05)
     finally:
         executor.shutdown()
@@ -36,6 +37,6 @@ def test_ngsim_bag_replays_through_predictor_and_planner(rclpy_context, tmp_path
             node.destroy_node()  # the recorder node closes its bag here
     assert player.finished and player.published == 2 * frames
     counts = {t: n for t, (_, n) in bag_info(output).topics.items()}
-    assert counts["/perception/tracked_agents"] == frames and counts["/planning/plan"] == frames
-    assert counts["/prediction/agents"] == frames
-    assert len(list(read_raw(output, {"/planning/plan"}))) == frames
+    assert counts[topics.TRACKED_AGENTS] == frames and counts[topics.PLAN] == frames
+    assert counts[topics.PREDICTIONS] == frames
+    assert len(list(read_raw(output, {topics.PLAN}))) == frames

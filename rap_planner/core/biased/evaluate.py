@@ -19,6 +19,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -31,7 +32,7 @@ from rap_planner.core.biased.problems import (
     highway_variation,
     scene_rng,
 )
-from rap_planner.core.biased.sampler import BiasedSampler
+from rap_planner.core.biased.sampler import BiasedSampler, joint_samples
 from rap_planner.core.risk import CVaR, validate_risk_level
 from rap_planner.core.scenarios import sample_scenarios
 from rap_planner.core.scenes import didactic_scene
@@ -102,9 +103,9 @@ def _estimates(case: _Case, sampler: BiasedSampler, alpha: float, num: int, seed
                ) -> tuple[np.ndarray, np.ndarray, float]:
     """(biased estimates (R,), unbiased estimates (R,), mean normalised ESS of the biased weights)."""
     problem, plan = case.problem, case.problem.plan_xy(case.candidate)
-    biased = [sampler.sample(problem.forecasts, plan, alpha, num, int(s)) for s in seeds]
-    weights = np.stack([b.sample_weights for b in biased])
-    biased_pos = np.concatenate([np.stack([a.samples_m for a in b.agents], axis=1) for b in biased])
+    biased = [joint_samples(sampler.sample(problem.forecasts, plan, alpha, num, int(s))) for s in seeds]
+    weights = np.stack([w for _, w in biased])
+    biased_pos = np.concatenate([p for p, _ in biased])
     plain_pos = np.concatenate([sample_scenarios(problem.forecasts, num, int(s)).positions_m for s in seeds])
     measure = CVaR()
     biased_cost = problem.costs(biased_pos, np.array([case.candidate]))[0].reshape(len(seeds), num)
@@ -125,7 +126,7 @@ def evaluate_risk_estimation(
     repeats: int = 32,
     seed: int = 0,
     progress: bool = True,
-) -> dict:
+) -> dict[str, Any]:
     """CVaR estimation error vs sample count, biased vs unbiased; writes risk_estimation.{md,png,json}.
 
     Returns per-group and overall mean relative errors (lists over ``sample_counts``) and the headline
@@ -159,11 +160,13 @@ def evaluate_risk_estimation(
     return _write(result, Path(out_dir))
 
 
-def _summarise(cases: list[_Case], counts: list[int], rel: dict, excess: dict, ess: np.ndarray, dropped: int) -> dict:
+def _summarise(cases: list[_Case], counts: list[int], rel: dict[str, np.ndarray], excess: dict[str, np.ndarray],
+               ess: np.ndarray, dropped: int) -> dict[str, Any]:
     groups = list(dict.fromkeys(c.group for c in cases))
     masks = {g: np.array([c.group == g for c in cases]) for g in groups}
     masks["all"] = np.ones(len(cases), bool)
-    summary: dict = {"cases": {g: int(m.sum()) for g, m in masks.items()}, "dropped_no_risk": dropped, "groups": {}}
+    summary: dict[str, Any] = {"cases": {g: int(m.sum()) for g, m in masks.items()}, "dropped_no_risk": dropped,
+                               "groups": {}}
     for g, m in masks.items():
         summary["groups"][g] = {
             "err_biased": rel["biased"][m].mean(axis=0).tolist(),
@@ -185,7 +188,7 @@ def _summarise(cases: list[_Case], counts: list[int], rel: dict, excess: dict, e
     return summary
 
 
-def _write(result: dict, out: Path) -> dict:
+def _write(result: dict[str, Any], out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "risk_estimation.md", "plot": out / "risk_estimation.png",
              "json": out / "risk_estimation.json"}
@@ -196,7 +199,7 @@ def _write(result: dict, out: Path) -> dict:
     return result
 
 
-def _table(result: dict) -> str:
+def _table(result: dict[str, Any]) -> str:
     groups = list(result["groups"])
     alpha = result["risk_level"]
     lines = [
@@ -227,7 +230,7 @@ def _table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot(result: dict, path: Path) -> None:
+def _plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

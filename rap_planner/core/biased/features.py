@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rap_planner.core.array_types import FloatArray
 from rap_planner.core.scenarios import cholesky_2x2
 from rap_planner.core.types import ForecastSet
 
@@ -34,21 +35,21 @@ EGO_SIZE_M = (4.5, 1.8)  # length, width assumed for the ego (the EgoState defau
 class Mixtures:
     """Every agent's Gaussian mixture, zero-padded to K modes: what the latent (k, z) maps through."""
 
-    weights: np.ndarray  # (N, K) mode probabilities, 0 for padding
-    means_m: np.ndarray  # (N, K, T, 2)
-    chol_m: np.ndarray  # (N, K, T, 2, 2) lower Cholesky factors of the covariances
-    lengths_m: np.ndarray  # (N,)
-    widths_m: np.ndarray  # (N,)
+    weights: FloatArray  # (N, K) mode probabilities, 0 for padding
+    means_m: FloatArray  # (N, K, T, 2)
+    chol_m: FloatArray  # (N, K, T, 2, 2) lower Cholesky factors of the covariances
+    lengths_m: FloatArray  # (N,)
+    widths_m: FloatArray  # (N,)
 
     @property
     def num_agents(self) -> int:
-        return self.weights.shape[0]
+        return int(self.weights.shape[0])
 
     @property
     def num_modes(self) -> int:
-        return self.weights.shape[1]
+        return int(self.weights.shape[1])
 
-    def positions(self, modes: np.ndarray, z: np.ndarray) -> np.ndarray:
+    def positions(self, modes: np.ndarray, z: np.ndarray) -> FloatArray:
         """(S, N, T, 2) trajectories of latents: ``modes`` (S, N) indices, ``z`` (S, N, 2) normals.
 
         The same arithmetic as the scenario sampler: mean + L z with the three Cholesky entries.
@@ -60,7 +61,7 @@ class Mixtures:
         mean = np.take(self.means_m.reshape(-1, steps, 2), flat, axis=0).reshape(num_s, num_n, steps, 2)
         fac = np.take(factors.reshape(-1, steps, 3), flat, axis=0).reshape(num_s, num_n, steps, 3)
         z0, z1 = z[:, :, None, 0], z[:, :, None, 1]
-        out = np.empty_like(mean)
+        out: FloatArray = np.empty_like(mean)
         out[..., 0] = mean[..., 0] + fac[..., 0] * z0
         out[..., 1] = mean[..., 1] + fac[..., 1] * z0 + fac[..., 2] * z1
         return out
@@ -84,7 +85,7 @@ def mixtures(forecasts: ForecastSet) -> Mixtures:
                     widths_m=np.array([a.width_m for a in agents], dtype=np.float64))
 
 
-def _whiten(chol: np.ndarray, vec: np.ndarray) -> np.ndarray:
+def _whiten(chol: FloatArray, vec: FloatArray) -> FloatArray:
     """Solve L w = vec for (..., 2, 2) lower-triangular L and (..., 2) vec."""
     l11 = np.maximum(chol[..., 0, 0], _MIN_STD_M)
     l22 = np.maximum(chol[..., 1, 1], _MIN_STD_M)
@@ -93,20 +94,22 @@ def _whiten(chol: np.ndarray, vec: np.ndarray) -> np.ndarray:
     return np.stack([w0, w1], axis=-1)
 
 
-def _velocity(xy: np.ndarray, dt_s: float) -> np.ndarray:
+def _velocity(xy: FloatArray, dt_s: float) -> FloatArray:
     if xy.shape[-2] < 2:
         return np.zeros_like(xy)
-    return np.gradient(xy, dt_s, axis=-2)
+    velocity: FloatArray = np.gradient(xy, dt_s, axis=-2)
+    return velocity
 
 
-def _signed_log(x: np.ndarray) -> np.ndarray:
+def _signed_log(x: FloatArray) -> FloatArray:
     return np.sign(x) * np.log1p(np.abs(x))
 
 
-def _at(values: np.ndarray, step: np.ndarray) -> np.ndarray:
+def _at(values: FloatArray, step: np.ndarray) -> FloatArray:
     """values (N, K, T, ...) at per-(agent, mode) steps (N, K) -> (N, K, ...)."""
     n, k = np.meshgrid(np.arange(values.shape[0]), np.arange(values.shape[1]), indexing="ij")
-    return values[n, k, step]
+    picked: FloatArray = values[n, k, step]
+    return picked
 
 
 def _frames(white_star: np.ndarray, v_white: np.ndarray) -> np.ndarray:

@@ -8,13 +8,14 @@ variations randomise RAP's didactic crossing and the highway scene of ``core/sce
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from rap_planner.core.candidates import Candidates, ego_frenet, plan_candidates
+from rap_planner.core.candidates import Candidates
 from rap_planner.core.costs import CostModel, agent_tracks
-from rap_planner.core.planner import PlannerConfig
+from rap_planner.core.planner import PlannerConfig, candidates_and_cost
 from rap_planner.core.reference_path import ReferencePath
 from rap_planner.core.scenarios import Scenarios
 from rap_planner.core.scenes import didactic_scene, highway_scene
@@ -63,7 +64,7 @@ def scene_variation(kind: str, rng: np.random.Generator, max_agents: int = 32) -
     raise ValueError(f"unknown scene kind {kind!r}; choose one of {SCENE_KINDS}")
 
 
-def select_candidates(cands: Candidates, index: np.ndarray) -> Candidates:
+def select_candidates(cands: Candidates, index: np.ndarray | Sequence[int]) -> Candidates:
     """The candidates ``index`` only, with only the profiles they use (the cost grid shrinks with them)."""
     index = np.asarray(index, dtype=np.int64).reshape(-1)
     lon_used, lon_index = np.unique(cands.longitudinal_index[index], return_inverse=True)
@@ -98,12 +99,7 @@ class RiskProblem:
         config = config or PlannerConfig(horizon_s=forecasts.num_steps * forecasts.dt_s, dt_s=forecasts.dt_s)
         if config.num_steps != forecasts.num_steps or not math.isclose(config.dt_s, forecasts.dt_s):
             raise ValueError("the planner's time grid must be the forecast's")
-        target = min(config.target_speed_mps if config.target_speed_mps is not None else math.inf,
-                     reference.speed_limit_mps, config.limits.max_speed_mps)
-        cands = plan_candidates(ego, reference, config.candidate_config(target))
-        _, d0, _ = ego_frenet(ego, reference)
-        model = CostModel(reference, config.weights, target, reference.nearest_lane_offset(d0), ego.length_m,
-                          ego.width_m)
+        cands, model = candidates_and_cost(ego, reference, config)
         return cls(ego, forecasts, reference, cands, model)
 
     @property

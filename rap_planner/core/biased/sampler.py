@@ -27,6 +27,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -43,6 +44,7 @@ from rap_planner.paths import models_dir
 FORMAT = "rap_planner.biased_sampler"
 DEFAULT_SAMPLER = models_dir() / "biased_sampler.safetensors"
 ABSENT_LOG_WEIGHT = -1e4  # log p(k) of padded modes: exp() is exactly 0, differences stay finite
+_LogRatio = TypeVar("_LogRatio", np.ndarray, torch.Tensor)  # numpy in sampling, torch in training
 
 
 @dataclass(frozen=True)
@@ -70,11 +72,11 @@ class BiasedSamplerConfig:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0.0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> BiasedSamplerConfig:
+    def from_dict(cls, data: dict[str, Any] | None) -> BiasedSamplerConfig:
         data = dict(data or {})
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
@@ -155,7 +157,8 @@ def stratified_normals(num_agents: int, num: int, rng: np.random.Generator) -> n
     """
     slots = rng.permuted(np.tile(np.arange(num), (num_agents, 2, 1)), axis=2)  # (N, 2, S)
     u = (slots + rng.random(slots.shape)) / num
-    return ndtri(u).transpose(2, 0, 1)
+    z: np.ndarray = ndtri(u)
+    return z.transpose(2, 0, 1)
 
 
 def normals(num_agents: int, num: int, rng: np.random.Generator, stratify: bool) -> np.ndarray:
@@ -178,13 +181,21 @@ def draw_biased(params: BiasParams, frames: np.ndarray, num: int, rng: np.random
     return modes, np.einsum("snij,snj->sni", frames[agents, modes], shift + scale * eps)
 
 
-def mixture_log_density(log_ratio: np.ndarray | torch.Tensor, num_base: int, num_biased: int):
+def mixture_log_density(log_ratio: _LogRatio, num_base: int, num_biased: int) -> _LogRatio:
     """log m / p of the defensive mixture m = (S_p p + S_b q_b) / S, from log q_b / p; weights are p / m."""
     total = num_base + num_biased
     share_p, share_b = math.log(num_base / total), math.log(num_biased / total)
     if isinstance(log_ratio, torch.Tensor):
         return torch.logaddexp(torch.full_like(log_ratio, share_p), share_b + log_ratio)
     return np.logaddexp(share_p, share_b + log_ratio)
+
+
+def joint_samples(forecasts: ForecastSet) -> tuple[np.ndarray, np.ndarray]:
+    """(S, N, T, 2) positions and (S,) weights of the joint samples ``BiasedSampler.sample`` attached."""
+    positions = [a.samples_m for a in forecasts.agents if a.samples_m is not None]
+    if forecasts.sample_weights is None or len(positions) != len(forecasts.agents):
+        raise ValueError("the forecasts do not carry joint samples for every agent")
+    return np.stack(positions, axis=1), forecasts.sample_weights
 
 
 class BiasedSampler(nn.Module):
@@ -203,7 +214,7 @@ class BiasedSampler(nn.Module):
         self.head = nn.Linear(width, 5)
         nn.init.zeros_(self.head.weight)  # start at q_b = p: training moves away only where it pays
         nn.init.zeros_(self.head.bias)
-        self.metadata: dict = {}
+        self.metadata: dict[str, Any] = {}
         self.source = "untrained (q_b = p)"
 
     def forward(self, features: torch.Tensor, log_w: torch.Tensor, alpha: torch.Tensor) -> BiasParams:
@@ -284,7 +295,7 @@ class BiasedSampler(nn.Module):
 
     # ------------------------------------------------------------------ files
 
-    def save(self, path: str | Path, metadata: dict | None = None) -> Path:
+    def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
         """Weights to ``path`` (.safetensors), config and metadata to the JSON sidecar beside it."""
         sidecar = {"format": FORMAT, "config": self.config.to_dict(), "metadata": metadata or {}}
         return write_checkpoint(path, self.state_dict(), sidecar)

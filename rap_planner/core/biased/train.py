@@ -46,6 +46,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,6 +62,7 @@ from rap_planner.core.biased.sampler import (
     BiasParams,
     base_latents,
     draw_biased,
+    joint_samples,
     kl_to_base,
     latent_log_ratio,
     log_weights,
@@ -79,7 +81,7 @@ class TrainBiasedConfig:
     """Everything a training run depends on (read from YAML or JSON)."""
 
     output_dir: str = "outputs/train/biased"
-    sampler: dict = field(default_factory=dict)  # BiasedSamplerConfig fields
+    sampler: dict[str, Any] = field(default_factory=dict)  # BiasedSamplerConfig fields
     didactic_scenes: int = 200
     highway_scenes: int = 60
     val_fraction: float = 0.15  # of each kind's scenes, held out for validation
@@ -106,7 +108,7 @@ class TrainBiasedConfig:
     export_path: str | None = None  # where to copy the best sampler at the end (None: nowhere)
 
     @classmethod
-    def from_source(cls, source: str | Path | dict) -> TrainBiasedConfig:
+    def from_source(cls, source: str | Path | dict[str, Any]) -> TrainBiasedConfig:
         data = source if isinstance(source, dict) else read_config_file(Path(source))
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
@@ -199,7 +201,8 @@ def _scene_data(kind: str, rng: np.random.Generator, cfg: TrainBiasedConfig) -> 
 
 def build_datasets(cfg: TrainBiasedConfig, progress: bool = True) -> tuple[RiskDataset, RiskDataset]:
     """(train, validation) sets, split by scene; deterministic in ``cfg.seed``."""
-    train, val = [], []
+    train: list[_SceneData] = []
+    val: list[_SceneData] = []
     jobs = [(kind, i, count) for kind, count in (("didactic", cfg.didactic_scenes), ("highway", cfg.highway_scenes))
             for i in range(count)]
     for kind, i, count in tqdm(jobs, desc="biased data", disable=not progress, leave=False):
@@ -266,7 +269,8 @@ def tail_weights(costs: np.ndarray, alphas: np.ndarray) -> np.ndarray:
         above, at = row > var, row == var
         share = max((1.0 - alpha) - above.sum() / num, 0.0) / max(at.sum() / num, 1e-12)
         out[b] = above + min(share, 1.0) * at
-    return out / np.maximum(out.sum(axis=1, keepdims=True), 1e-12)
+    normalised: np.ndarray = out / np.maximum(out.sum(axis=1, keepdims=True), 1e-12)
+    return normalised
 
 
 def _fresh_draws(sampler: BiasedSampler, data: RiskDataset, index: np.ndarray, params: BiasParams, n: int,
@@ -343,7 +347,7 @@ def estimation_error(sampler: BiasedSampler | None, data: RiskDataset, num_sampl
                 positions, weights = sample_scenarios(problem.forecasts, num_samples, seed + r).positions_m, None
             else:
                 out = sampler.sample(problem.forecasts, plan, risk_level, num_samples, seed + r)
-                positions, weights = np.stack([a.samples_m for a in out.agents], axis=1), out.sample_weights
+                positions, weights = joint_samples(out)
             estimate = float(measure.risk(problem.costs(positions, candidate)[0], weights, risk_level))
             errors.append(abs(estimate - reference) / max(abs(reference), 1e-9))
     return float(np.mean(errors))
@@ -373,7 +377,7 @@ def validate(sampler: BiasedSampler, data: RiskDataset, cfg: TrainBiasedConfig) 
 
 
 
-def train_biased(config: str | Path | dict, resume: bool = False, progress: bool = True) -> dict:
+def train_biased(config: str | Path | dict[str, Any], resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train the biased encoder from a YAML/JSON config (or dict); returns the history and the file paths."""
     cfg = TrainBiasedConfig.from_source(config)
     out = Path(cfg.output_dir)
@@ -404,12 +408,12 @@ def train_biased(config: str | Path | dict, resume: bool = False, progress: bool
             "seconds": time.perf_counter() - start}
 
 
-def _fresh_state(cfg: TrainBiasedConfig) -> dict:
+def _fresh_state(cfg: TrainBiasedConfig) -> dict[str, Any]:
     return {"epoch": -1, "best_val": math.inf, "history": [], "config": asdict(cfg)}
 
 
 def _resume_state(cfg: TrainBiasedConfig, out: Path, sampler: BiasedSampler, optimizer: torch.optim.Optimizer
-                  ) -> dict:
+                  ) -> dict[str, Any]:
     state_path = out / "train_state.json"
     if not state_path.is_file():
         return _fresh_state(cfg)
@@ -418,7 +422,7 @@ def _resume_state(cfg: TrainBiasedConfig, out: Path, sampler: BiasedSampler, opt
         raise ValueError(f"{out}: saved sampler config differs from the training config; refusing to resume")
     sampler.load_state_dict(saved.state_dict())
     load_optimizer(optimizer, out / "last_optim.safetensors")
-    state = json.loads(state_path.read_text())
+    state: dict[str, Any] = json.loads(state_path.read_text())
     state["best_val"] = math.inf if state.get("best_val") is None else float(state["best_val"])
     return state
 
@@ -451,8 +455,8 @@ def _train_epoch(cfg: TrainBiasedConfig, sampler: BiasedSampler, optimizer: torc
     return {k: v / len(data) for k, v in totals.items()}
 
 
-def _save_epoch(out: Path, sampler: BiasedSampler, optimizer: torch.optim.Optimizer, state: dict, record: dict,
-                cfg: TrainBiasedConfig) -> None:
+def _save_epoch(out: Path, sampler: BiasedSampler, optimizer: torch.optim.Optimizer, state: dict[str, Any],
+                record: dict[str, Any], cfg: TrainBiasedConfig) -> None:
     meta = {"epoch": record["epoch"], "val_loss": record["val_loss"], "val_cvar_err_16": record["val_cvar_err_16"],
             "seed": cfg.seed, "kl_weight": cfg.kl_weight, "under_weight": cfg.under_weight}
     sampler.save(out / "last.safetensors", meta)

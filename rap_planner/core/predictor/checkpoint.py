@@ -10,6 +10,7 @@ finiteness against it before anything is copied in, so a truncated, edited or ho
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,18 +25,18 @@ __all__ = ["FORMAT", "OPTIMIZER_FORMAT", "VERSION", "CheckpointError", "load_che
            "read_sidecar", "read_tensors", "save_checkpoint", "save_optimizer", "sidecar_path"]
 
 
-def save_checkpoint(model: AttentionLSTMPredictor, path: str | Path, metadata: dict | None = None) -> Path:
+def save_checkpoint(model: AttentionLSTMPredictor, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Write ``path`` (.safetensors) and its JSON sidecar atomically (temp file + rename)."""
     sidecar = {"format": FORMAT, "model_config": model.config.to_dict(), "metadata": metadata or {}}
     return files.write_checkpoint(path, model.state_dict(), sidecar)
 
 
-def read_sidecar(path: str | Path) -> dict:
+def read_sidecar(path: str | Path) -> dict[str, Any]:
     """The parsed, format- and version-checked JSON sidecar of a predictor checkpoint."""
     return files.read_sidecar(path, FORMAT)
 
 
-def load_checkpoint(path: str | Path) -> tuple[AttentionLSTMPredictor, dict]:
+def load_checkpoint(path: str | Path) -> tuple[AttentionLSTMPredictor, dict[str, Any]]:
     """Build the model described by the sidecar and load its validated weights; returns (model, metadata)."""
     sidecar = read_sidecar(path)
     try:

@@ -63,11 +63,10 @@ class WindowSet:
         if len({round(s.dt_s, 9) for s in sets}) > 1:
             raise ValueError("window sets have different dt_s")
         counts = np.concatenate([s.agents_per_window for s in sets])
-        return WindowSet(*(np.concatenate([getattr(s, f) for s in sets]) for f in
-                           ("hist_m", "hist_mask", "fut_m", "fut_mask", "agent_id")),
-                         np.concatenate(([0], np.cumsum(counts))).astype(np.int64),
-                         *(np.concatenate([getattr(s, f) for s in sets]) for f in ("scene", "frame", "origin_m")),
-                         sets[0].dt_s)
+        rows = {f: np.concatenate([getattr(s, f) for s in sets])
+                for f in ("hist_m", "hist_mask", "fut_m", "fut_mask", "agent_id", "scene", "frame", "origin_m")}
+        return WindowSet(**rows, offsets=np.concatenate(([0], np.cumsum(counts))).astype(np.int64),
+                         dt_s=sets[0].dt_s)
 
     def batch(self, indices: Sequence[int] | np.ndarray) -> Batch:
         """Pad the chosen windows to the largest agent count among them."""
@@ -161,10 +160,10 @@ def build_windows(table: TrackTable, config: PredictorConfig, sample_every_s: fl
     rng = np.random.default_rng(seed)
     ego = table.meta.get("ego_agent_id")
     parts = [_scene_windows(table, scene, config, stride, every, max_agents, rng, ego) for scene in table.scenes]
-    parts = [p for p in parts if p is not None]
-    if not parts:
+    found = [p for p in parts if p is not None]
+    if not found:
         return _empty_windows(config)
-    return WindowSet.concatenate(parts)
+    return WindowSet.concatenate(found)
 
 
 def _empty_windows(config: PredictorConfig) -> WindowSet:

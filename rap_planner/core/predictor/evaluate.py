@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,10 +38,11 @@ class Predictions:
     slot: np.ndarray  # (A,) its position inside the window (0 = the focal agent)
 
 
-def evaluate(checkpoint: str | Path | AttentionLSTMPredictor, data: str | Path | Iterable | TrackTable | WindowSet,
-             out_dir: str | Path, split: str = "test", split_seed: int | None = None,
+def evaluate(checkpoint: str | Path | AttentionLSTMPredictor,
+             data: str | Path | Iterable[str | Path] | TrackTable | WindowSet, out_dir: str | Path,
+             split: str = "test", split_seed: int | None = None,
              split_fractions: tuple[float, float, float] | None = None, max_windows: int | None = None,
-             batch_size: int = 64, samples: int = 256, scene_plots: int = 4) -> dict:
+             batch_size: int = 64, samples: int = 256, scene_plots: int = 4) -> dict[str, Any]:
     """Metrics of the model and both baselines on the same windows; returns a flat dict.
 
     The split seed/fractions default to the ones recorded in the checkpoint by ``train``, so
@@ -67,8 +69,8 @@ def evaluate(checkpoint: str | Path | AttentionLSTMPredictor, data: str | Path |
     return summary
 
 
-def _windows(data, model: AttentionLSTMPredictor, split: str, seed: int, fractions: tuple[float, float, float],
-             sample_every_s: float) -> WindowSet:
+def _windows(data: str | Path | Iterable[str | Path] | TrackTable | WindowSet, model: AttentionLSTMPredictor,
+             split: str, seed: int, fractions: tuple[float, float, float], sample_every_s: float) -> WindowSet:
     if isinstance(data, WindowSet):
         return data
     if isinstance(data, TrackTable):
@@ -83,7 +85,7 @@ def predict_windows(model: AttentionLSTMPredictor, windows: WindowSet, batch_siz
     lookback = min(cfg.history_steps - 1, int(round(min_history_s / cfg.dt_s)))
     kin = KinematicConfig(dt_s=cfg.dt_s, horizon_steps=cfg.horizon_steps)
     kin_ca = KinematicConfig(dt_s=cfg.dt_s, horizon_steps=cfg.horizon_steps, along_growth_mps2=0.5)
-    collected: dict[str, list] = {name: [] for name in (*FORECASTERS, "target", "window", "slot")}
+    collected: dict[str, list[Any]] = {name: [] for name in (*FORECASTERS, "target", "window", "slot")}
     with torch.inference_mode():
         for start in range(0, len(windows), batch_size):
             batch = windows.batch(np.arange(start, min(start + batch_size, len(windows))))
@@ -105,17 +107,17 @@ def predict_windows(model: AttentionLSTMPredictor, windows: WindowSet, batch_siz
                        np.concatenate(collected["slot"]))
 
 
-def _flatten(results: dict[str, dict], num_windows: int) -> dict:
+def _flatten(results: dict[str, dict[str, Any]], num_windows: int) -> dict[str, Any]:
     keys = ("minADE", "minFDE", "miss_rate", "nll", "coverage_50", "coverage_90", "coverage_95", "rmse_per_s",
             "nll_per_s")
-    summary: dict = {"num_windows": num_windows, "num_agents": results["model"]["num_agents"]}
+    summary: dict[str, Any] = {"num_windows": num_windows, "num_agents": results["model"]["num_agents"]}
     for name, res in results.items():
         prefix = "" if name == "model" else f"{name}_"
         summary.update({prefix + k: res[k] for k in keys})
     return summary
 
 
-def _markdown(results: dict[str, dict], num_windows: int) -> str:
+def _markdown(results: dict[str, dict[str, Any]], num_windows: int) -> str:
     seconds = len(results["model"]["rmse_per_s"])
     head = ["forecaster", "K", "minADE (m)", "minFDE (m)", "miss rate (>2 m)", "NLL/step", "cov 50%", "cov 90%",
             "cov 95%", *[f"RMSE {s} s (m)" for s in range(1, seconds + 1)]]

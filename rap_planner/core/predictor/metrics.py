@@ -11,6 +11,8 @@ the most likely mode). A calibrated forecaster has coverage_α ≈ α.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -26,7 +28,8 @@ def _f64(*tensors: torch.Tensor | np.ndarray) -> list[torch.Tensor]:
 def displacement_errors(params: torch.Tensor, target_m: torch.Tensor) -> torch.Tensor:
     """Euclidean error of every mode mean at every step: (S, K, T)."""
     params, target_m = _f64(params, target_m)
-    return (params[..., :2] - target_m[:, None]).norm(dim=-1)
+    errors: torch.Tensor = (params[..., :2] - target_m[:, None]).norm(dim=-1)
+    return errors
 
 
 def min_ade_fde(params: torch.Tensor, target_m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,7 +111,7 @@ def per_second(values: torch.Tensor, dt_s: float) -> list[float]:
 
 
 def compute_metrics(logits: torch.Tensor, params: torch.Tensor, target_m: torch.Tensor, dt_s: float,
-                    miss_threshold_m: float = 2.0, samples: int = 256, seed: int = 0) -> dict:
+                    miss_threshold_m: float = 2.0, samples: int = 256, seed: int = 0) -> dict[str, Any]:
     """All headline metrics for one forecaster; see the module docstring for the calibration method."""
     logits, params, target_m = _f64(logits, params, target_m)
     if len(target_m) == 0:

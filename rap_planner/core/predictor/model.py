@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
@@ -84,11 +85,11 @@ class PredictorConfig:
     def velocity_window_steps(self) -> int:
         return max(1, int(round(self.velocity_window_s / self.dt_s)))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> PredictorConfig:
+    def from_dict(cls, data: object) -> PredictorConfig:
         """Strict: unknown keys are an error (a typo must not silently fall back to a default)."""
         if not isinstance(data, dict):
             raise ValueError("predictor config must be a mapping")
@@ -138,7 +139,8 @@ class PairwiseAttention(nn.Module):
         attn = torch.softmax(scores, dim=2)
         mixed = (attn[..., None] * v).sum(2).reshape(b, n, d)
         x = self.norm1(x + self.out(mixed))
-        return self.norm2(x + self.ffn(x))
+        out: torch.Tensor = self.norm2(x + self.ffn(x))
+        return out
 
 
 class AttentionLSTMPredictor(nn.Module):
@@ -146,6 +148,7 @@ class AttentionLSTMPredictor(nn.Module):
 
     HISTORY_FEATURES = 5  # local x, y, local vx, vy, valid flag
     PAIR_FEATURES = 7  # relative x, y, distance, relative heading cos/sin, relative velocity x, y
+    sigma_growth: torch.Tensor  # (T,) buffer registered in __init__
 
     def __init__(self, config: PredictorConfig | None = None) -> None:
         super().__init__()
@@ -187,7 +190,8 @@ class AttentionLSTMPredictor(nn.Module):
         x = torch.relu(self.input_proj(feats.view(b * n, steps, self.HISTORY_FEATURES)))
         _, (h_n, _) = self.encoder(x)
         speed = frames.velocity_local_mps / cfg.velocity_scale_mps
-        return self.embed(torch.cat((h_n[-1].view(b, n, -1), speed), -1))
+        context: torch.Tensor = self.embed(torch.cat((h_n[-1].view(b, n, -1), speed), -1))
+        return context
 
     def _pair_features(self, frames: AgentFrames) -> torch.Tensor:
         """Agent j's pose and velocity in agent i's frame: (B, N, N, 7)."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 
@@ -21,7 +22,7 @@ NEAR_FOCAL_M = 40.0  # forecasts drawn only for scored agents this close to the 
 MAX_DRAWN_AGENTS = 6  # ... and at most this many, nearest first
 
 
-def plot_error_vs_horizon(results: dict[str, dict], dt_s: float, path: Path) -> None:
+def plot_error_vs_horizon(results: dict[str, dict[str, Any]], dt_s: float, path: Path) -> None:
     """RMSE of the most likely mode and mean best-of-K error against the horizon, per forecaster."""
     fig = Figure(figsize=(10, 4))
     ax_rmse, ax_min = fig.subplots(1, 2)
@@ -78,7 +79,7 @@ def _focal_rotation(hist: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.array([[c, s], [-s, c]])
 
 
-def _draw_window(ax, windows: WindowSet, preds: Predictions, w: int) -> None:
+def _draw_window(ax: Axes, windows: WindowSet, preds: Predictions, w: int) -> None:
     sub = windows.select([w])
     rot = _focal_rotation(sub.hist_m[0], sub.hist_mask[0])
     for hist, mask in zip(sub.hist_m, sub.hist_mask, strict=True):
@@ -103,7 +104,7 @@ def _draw_window(ax, windows: WindowSet, preds: Predictions, w: int) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def _draw_agent(ax, params: np.ndarray, weights: np.ndarray, truth: np.ndarray, cv_params: np.ndarray,
+def _draw_agent(ax: Axes, params: np.ndarray, weights: np.ndarray, truth: np.ndarray, cv_params: np.ndarray,
                 rot: np.ndarray, steps_per_s: int) -> None:
     ax.plot(truth[:, 0], truth[:, 1], "k--", lw=1)
     cv = cv_params[:, :2] @ rot.T

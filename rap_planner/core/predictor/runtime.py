@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,11 +87,11 @@ class ForecastModel:
         return self._predict_stacked(ids, hist, np.isfinite(hist).all(-1), sizes, centre_m)
 
     def predict_set(self, histories: Mapping[int, np.ndarray] | HistoryWindow, stamp_s: float,
-                    **kwargs) -> ForecastSet:
+                    **kwargs: Any) -> ForecastSet:
         agents = self.predict(histories, **kwargs)
         return ForecastSet(stamp_s=stamp_s, dt_s=self.dt_s, num_steps=self.num_steps, agents=agents)
 
-    def _predict_stacked(self, agent_ids: Sequence[int], histories_m: np.ndarray, mask: np.ndarray,
+    def _predict_stacked(self, agent_ids: Sequence[int] | np.ndarray, histories_m: np.ndarray, mask: np.ndarray,
                          sizes_m: np.ndarray, centre_m: np.ndarray | None) -> list[AgentForecast]:
         """(N, H, 2) histories and (N, H) mask ending at the prediction stamp (any H: right-aligned to the
         model's), (N, 2) sizes -> forecasts of the agents with a valid point."""
@@ -144,6 +145,7 @@ class ForecastModel:
         return np.sort(order[:self.max_agents])
 
     def _run_model(self, hist: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        assert self.model is not None, "only agents _learned_subset picked reach the model"
         origin = _origin(hist, mask)
         rel = torch.from_numpy(np.where(mask[..., None], hist - origin, 0.0).astype(np.float32))[None]
         with torch.inference_mode():
@@ -161,7 +163,8 @@ class ForecastModel:
 def _last_positions(hist: np.ndarray, mask: np.ndarray) -> np.ndarray:
     steps = hist.shape[1]
     last = steps - 1 - np.argmax(mask[:, ::-1], axis=1)
-    return hist[np.arange(len(hist)), last]
+    positions: np.ndarray = hist[np.arange(len(hist)), last]
+    return positions
 
 
 def _origin(hist: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ class TrainConfig:
     train_data: list[str]
     output_dir: str
     val_data: list[str] = field(default_factory=list)  # empty: validate on the "val" scenes of train_data
-    model: dict = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
     epochs: int = 20
     lr: float = 1e-3
     lr_decay_per_epoch: float = 1.0  # lr of epoch e is lr * lr_decay_per_epoch ** e
@@ -52,7 +53,7 @@ class TrainConfig:
     deterministic: bool = True
 
     @classmethod
-    def from_source(cls, source: str | Path | dict) -> TrainConfig:
+    def from_source(cls, source: str | Path | dict[str, Any]) -> TrainConfig:
         data = source if isinstance(source, dict) else read_config_file(Path(source))
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
@@ -106,7 +107,7 @@ def validate(model: AttentionLSTMPredictor, windows: WindowSet, batch_size: int)
             "val_minFDE": fde / max(agents, 1)}
 
 
-def train(config: str | Path | dict, resume: bool = False, progress: bool = True) -> dict:
+def train(config: str | Path | dict[str, Any], resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train from a YAML/JSON config (or dict); returns the history and the checkpoint paths.
 
     ``train_data``/``val_data`` are lists of track-table ``.npz`` files or directories of them.
@@ -137,24 +138,24 @@ def train(config: str | Path | dict, resume: bool = False, progress: bool = True
 
 def _load_data(cfg: TrainConfig) -> tuple[WindowSet, WindowSet]:
     pc = cfg.predictor
-    common = {"fractions": cfg.split_fractions, "seed": cfg.seed, "sample_every_s": cfg.sample_every_s}
+    common: dict[str, Any] = {"fractions": cfg.split_fractions, "seed": cfg.seed, "sample_every_s": cfg.sample_every_s}
     if cfg.val_data:
         return (load_windows(cfg.train_data, pc, "all", **common), load_windows(cfg.val_data, pc, "all", **common))
     return load_windows(cfg.train_data, pc, "train", **common), load_windows(cfg.train_data, pc, "val", **common)
 
 
-def _fresh_state(cfg: TrainConfig) -> dict:
+def _fresh_state(cfg: TrainConfig) -> dict[str, Any]:
     return {"epoch": -1, "best_val_nll": math.inf, "history": [], "config": _jsonable(cfg)}
 
 
-def _jsonable(cfg: TrainConfig) -> dict:
+def _jsonable(cfg: TrainConfig) -> dict[str, Any]:
     data = asdict(cfg)
     data["split_fractions"] = list(cfg.split_fractions)
     return data
 
 
 def _resume_state(cfg: TrainConfig, out: Path, model: AttentionLSTMPredictor, optimizer: torch.optim.Optimizer
-                  ) -> dict:
+                  ) -> dict[str, Any]:
     state_path = out / "train_state.json"
     if not state_path.is_file():
         return _fresh_state(cfg)
@@ -163,7 +164,7 @@ def _resume_state(cfg: TrainConfig, out: Path, model: AttentionLSTMPredictor, op
         raise ValueError(f"{out}: saved model config differs from the training config; refusing to resume")
     model.load_state_dict(saved.state_dict())
     load_optimizer(optimizer, out / "last_optim.safetensors")
-    state = json.loads(state_path.read_text())
+    state: dict[str, Any] = json.loads(state_path.read_text())
     state["best_val_nll"] = float(state["best_val_nll"]) if state["best_val_nll"] is not None else math.inf
     return state
 
@@ -192,7 +193,7 @@ def _train_epoch(cfg: TrainConfig, model: AttentionLSTMPredictor, optimizer: tor
 
 
 def _save_epoch(cfg: TrainConfig, out: Path, model: AttentionLSTMPredictor, optimizer: torch.optim.Optimizer,
-                state: dict, record: dict) -> None:
+                state: dict[str, Any], record: dict[str, Any]) -> None:
     meta = {"epoch": record["epoch"], "val_nll": record["val_nll"], "val_minADE": record["val_minADE"],
             "val_minFDE": record["val_minFDE"], "split_seed": cfg.seed, "split_fractions": list(cfg.split_fractions),
             "train_data": cfg.train_data, "val_data": cfg.val_data, "sample_every_s": cfg.sample_every_s}
