@@ -1,6 +1,6 @@
 """Process-wide runtime settings for a process that plans: call ``tune_process()`` once from its entry point.
 
-Both settings change the whole process (every thread, every library), which is why they live here and
+These settings change the whole process (every thread, every library), which is why they live here and
 not in the domain code: entry points (``rap-planner``, the ROS node executables, the bench children,
 the closed-loop evaluation workers) opt in, and a library user or a test gets numpy's defaults.
 """
@@ -22,6 +22,7 @@ class ProcessTuning:
 
     allocator: bool  # glibc keeps freed memory for reuse
     blas_libraries: tuple[str, ...]  # BLAS libraries (paths) now on one thread
+    torch_threads: int  # torch's intra-op threads for inference
 
 
 def reuse_freed_memory() -> bool:
@@ -55,7 +56,18 @@ def single_threaded_blas() -> tuple[str, ...]:
     return tuple(str(lib["filepath"]) for lib in blas.info())
 
 
+def single_threaded_torch() -> int:
+    """One intra-op torch thread: the predictor's tensors are small, and on two cores shared with the planner a
+    second thread buys little and makes the tail latency much worse. It also fixes the float rounding, so every
+    process running the stack (node, closed loop, test) forecasts the same bits. Training sets its own count."""
+    import torch
+
+    torch.set_num_threads(1)
+    return torch.get_num_threads()
+
+
 @functools.cache
 def tune_process() -> ProcessTuning:
-    """Apply both settings, once per process (later calls return the first result)."""
-    return ProcessTuning(allocator=reuse_freed_memory(), blas_libraries=single_threaded_blas())
+    """Apply the settings, once per process (later calls return the first result)."""
+    return ProcessTuning(allocator=reuse_freed_memory(), blas_libraries=single_threaded_blas(),
+                         torch_threads=single_threaded_torch())

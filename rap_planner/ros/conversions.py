@@ -220,7 +220,9 @@ def forecast_set_from_msg(msg: PredictionArray) -> ForecastSet:
         if problem := sample_weights_problem(sample_weights, samples):
             raise ValueError(problem.words)
         sample_weights = sample_weights / sample_weights.sum()
-    return ForecastSet(stamp_s=stamp_to_s(msg.header.stamp), dt_s=float(msg.dt), num_steps=steps,
+    # dt travels as float32 (0.2 arrives as 0.20000000298): back to the microsecond the sender meant, so that
+    # the nodes and the in-process pipeline draw scenarios at the same times
+    return ForecastSet(stamp_s=stamp_to_s(msg.header.stamp), dt_s=round(float(msg.dt), 6), num_steps=steps,
                        agents=_agent_forecasts(checks), sample_weights=sample_weights,
                        sample_risk_level=float(msg.sample_risk_level))
 

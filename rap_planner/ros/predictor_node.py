@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import torch
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -33,7 +32,6 @@ class PredictorNode(Node):
     def __init__(self, **kwargs):
         super().__init__("predictor", **kwargs)
         self.params = ParameterSet(self, PARAMS, on_change=self._apply_params)
-        torch.set_num_threads(1)  # a second thread only adds tail latency when the other core is busy
         path = self.params["model_path"]
         model = ForecastModel.load(path) if path else ForecastModel.default()
         sampler_path = self.params["sampler_path"]

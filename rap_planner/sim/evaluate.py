@@ -38,11 +38,8 @@ class EpisodeTask:
 
 
 def _run_task(task: EpisodeTask) -> dict:
-    import torch
 
     from rap_planner.core.predictor.runtime import ForecastModel
-
-    torch.set_num_threads(1)  # one worker process per core
     from rap_planner.sim.closed_loop import LoopConfig, run_episode
 
     model = ForecastModel.load(task.model_path) if task.model_path else ForecastModel.default()
