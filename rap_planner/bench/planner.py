@@ -1,7 +1,8 @@
 """Planner latency benchmark: p50/p95 of full plans on a busy highway, against a naive baseline.
 
-The baseline is the same planner with the (C, S) cost matrix computed one candidate at a time in a
-Python loop (same maths, ``CostModel.evaluate_naive``), measured in the same run on the same scenes.
+Plans run through the nodes' planning stage (``PlanningPipeline``). The baseline is the same stage with
+the (C, S) cost matrix computed one candidate at a time in a Python loop (same maths,
+``CostModel.evaluate_naive``), measured in the same run on the same scenes.
 Plans cycle through a few differently seeded scenes, so no cycle re-solves the previous problem.
 """
 
@@ -16,10 +17,11 @@ import numpy as np
 
 from rap_planner.core.candidates import Candidates, plan_candidates
 from rap_planner.core.costs import AgentTracks, CostModel
-from rap_planner.core.planner import PlannerConfig, RiskAwarePlanner
+from rap_planner.core.pipeline import PlanningPipeline
+from rap_planner.core.planner import PlannerConfig
 from rap_planner.core.reference_path import ReferencePath
 from rap_planner.core.scenes import highway_scene
-from rap_planner.core.types import EgoState, ForecastSet
+from rap_planner.core.types import EgoState, ForecastSet, Plan
 from rap_planner.runtime_tuning import tune_process
 
 _MAX_TARGET_SPEEDS = 64
@@ -41,19 +43,24 @@ def config_with_candidates(base: PlannerConfig, ego: EgoState, reference: Refere
     raise ValueError(f"cannot reach {count} candidates with up to {_MAX_TARGET_SPEEDS} target speeds")
 
 
-def _time_plans(planner: RiskAwarePlanner, scenes: list[tuple], repeats: int, warmup: int) -> dict[str, np.ndarray]:
+def _plan(pipeline: PlanningPipeline, scene: tuple[EgoState, ForecastSet, ReferencePath]) -> Plan:
+    """One cycle of the nodes' planning stage on ``scene``."""
+    ego, forecasts, pipeline.reference = scene
+    return pipeline.step(ego, forecasts, forecasts.stamp_s)
+
+
+def _time_plans(pipeline: PlanningPipeline, scenes: list[tuple[EgoState, ForecastSet, ReferencePath]], repeats: int,
+                warmup: int) -> dict[str, np.ndarray]:
     for k in range(warmup):
-        ego, forecasts, reference = scenes[k % len(scenes)]
-        planner.plan(ego, forecasts, reference, forecasts.stamp_s)
+        _plan(pipeline, scenes[k % len(scenes)])
     stages: dict[str, list[float]] = {}
     for k in range(repeats):
-        ego, forecasts, reference = scenes[k % len(scenes)]
         cpu_start = time.process_time()
-        plan = planner.plan(ego, forecasts, reference, forecasts.stamp_s)
+        plan = _plan(pipeline, scenes[k % len(scenes)])
         stages.setdefault("cpu", []).append((time.process_time() - cpu_start) * 1e3)
         if not plan.ok:
             raise RuntimeError(f"benchmark plan failed: {plan.reason}")
-        for name, seconds in planner.last_timings_s.items():
+        for name, seconds in pipeline.planner.last_timings_s.items():
             stages.setdefault(name, []).append(seconds * 1e3)
     return {name: np.asarray(values) for name, values in stages.items()}
 
@@ -87,10 +94,11 @@ def run_planner_bench(
     ego, forecasts, reference = scenes[0]
     base = PlannerConfig(num_scenarios=scenarios, horizon_s=horizon_s, dt_s=dt_s, seed=seed)
     config = config_with_candidates(base, ego, reference, candidates)
-    planner = RiskAwarePlanner(config)
-    plan = planner.plan(ego, forecasts, reference, forecasts.stamp_s)
-    fast = _time_plans(planner, scenes, repeats, warmup)
-    slow = _time_plans(RiskAwarePlanner(config, cost_evaluator=naive_costs), scenes, naive_repeats, 1)
+    plan = _plan(PlanningPipeline(config, reference), scenes[0])
+    fast = _time_plans(PlanningPipeline(config, reference), scenes, repeats, warmup)
+    baseline = PlanningPipeline(config, reference)
+    baseline.planner.cost_evaluator = naive_costs
+    slow = _time_plans(baseline, scenes, naive_repeats, 1)
     p50, p95 = np.percentile(fast["total"], [50, 95])
     naive_p50 = float(np.percentile(slow["total"], 50))
     result = {

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -189,14 +189,14 @@ class RiskAwarePlanner:
         config.validate()
         self.cost_evaluator = cost_evaluator
         self.last_timings_s: dict[str, float] = {}
-        self._refiners: dict[tuple, CvarRefiner] = {}
+        self._refiners: dict[tuple[int, int, float, QuadraticWeights, str], CvarRefiner] = {}
         self._last_forecasts: ForecastSet | None = None
         self._last_ego: EgoState | None = None
         self._refine_durations_s: deque[float] = deque(maxlen=_REFINE_DURATIONS_KEPT)
         self._prepare(config)
         self.config = config
 
-    def update_config(self, config: PlannerConfig | None = None, **changes) -> PlannerConfig:
+    def update_config(self, config: PlannerConfig | None = None, **changes: Any) -> PlannerConfig:
         """Validate and swap in a new config (a whole one and/or field changes); used from the next plan()."""
         new = dataclasses.replace(config or self.config, **changes)
         new.validate()

@@ -37,11 +37,11 @@ class Scenarios:
 
     @property
     def num_scenarios(self) -> int:
-        return self.positions_m.shape[0]
+        return int(self.positions_m.shape[0])
 
     @property
     def num_agents(self) -> int:
-        return self.positions_m.shape[1]
+        return int(self.positions_m.shape[1])
 
 
 def validate_forecasts(forecasts: ForecastSet) -> None:
@@ -126,7 +126,7 @@ def _gaussian_samples(
     samples = np.empty_like(mean)
     samples[..., 0] = mean[..., 0] + fac[..., 0] * z[..., 0]
     samples[..., 1] = mean[..., 1] + fac[..., 1] * z[..., 0] + fac[..., 2] * z[..., 1]
-    return samples
+    return np.asarray(samples)
 
 
 def resample_in_time(
@@ -148,7 +148,7 @@ def resample_in_time(
         frac = np.clip(frac, 0.0, 1.0)
     lower = np.take(values, index, axis=-2)
     upper = np.take(values, index + 1, axis=-2)
-    return lower + frac[:, None] * (upper - lower)
+    return np.asarray(lower + frac[:, None] * (upper - lower))
 
 
 def sample_scenarios(

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from rap_planner.core.forecasting import forecast_agents
 from rap_planner.core.history import AgentHistoryBuffer, HistoryWindow
+from rap_planner.core.pipeline import PredictionPipeline
 from rap_planner.core.predictor import runtime
 from rap_planner.core.predictor.baselines import constant_velocity
 from rap_planner.core.predictor.model import AttentionLSTMPredictor
@@ -79,7 +79,7 @@ def test_predict_matches_the_per_agent_reference(seed, tiny_config):
 
 def _dict_forecasts(model: runtime.ForecastModel, buffer: AgentHistoryBuffer,
                     ego_xy_m: np.ndarray) -> list[AgentForecast]:
-    """What ``forecast_agents`` did before the batch path: the window as a dict of NaN-padded arrays."""
+    """What the prediction stage did before the batch path: the window as a dict of NaN-padded arrays."""
     window = buffer.window()
     histories = {int(i): np.where(window.mask[n, :, None], window.positions_m[n], np.nan)
                  for n, i in enumerate(window.agent_ids)}
@@ -88,7 +88,7 @@ def _dict_forecasts(model: runtime.ForecastModel, buffer: AgentHistoryBuffer,
 
 
 @pytest.mark.parametrize("buffer_history_s", [0.6, 1.0, 2.0])  # shorter than, as long as, longer than the model's
-def test_forecast_agents_matches_the_dict_path(buffer_history_s, tiny_config):
+def test_the_window_path_matches_the_dict_path(buffer_history_s, tiny_config):
     rng = np.random.default_rng(7)
     cfg = replace(tiny_config, max_agents=5)
     model = runtime.ForecastModel(AttentionLSTMPredictor(cfg), cfg, "test")
@@ -101,7 +101,8 @@ def test_forecast_agents_matches_the_dict_path(buffer_history_s, tiny_config):
         buffer.update([TrackedAgent(int(i), stamp_s, *xy[i], 0.0, *velocity[i], 4.0 + i / 10, 1.8)
                        for i in present], stamp_s)
     ego = np.zeros(2)
-    fast, slow = forecast_agents(model, buffer, ego), _dict_forecasts(model, buffer, ego)
+    window = buffer.window()
+    fast, slow = model.predict_set(window, window.now_s, centre_m=ego), _dict_forecasts(model, buffer, ego)
     assert fast.stamp_s == buffer.last_stamp_s and fast.num_steps == model.num_steps
     assert [f.agent_id for f in fast.agents] == [f.agent_id for f in slow] and len(slow) == len(buffer)
     for a, b in zip(fast.agents, slow, strict=True):
@@ -124,15 +125,15 @@ def test_a_window_treats_non_finite_points_as_missing_even_when_masked_valid(tin
         assert np.isfinite(a.means_m).all()
 
 
-def test_forecast_agents_goes_through_predict(monkeypatch, tiny_config):
+def test_the_prediction_stage_goes_through_predict(monkeypatch, tiny_config):
     """Fault injection (test_faults) replaces ``predict``: the window path must not bypass it."""
     model = runtime.ForecastModel.constant_velocity(tiny_config)
-    buffer = AgentHistoryBuffer(history_s=tiny_config.history_s, dt_s=tiny_config.dt_s)
-    buffer.update([TrackedAgent(1, 0.0, 0.0, 0.0, 0.0, 10.0, 0.0)], 0.0)
+    pipeline = PredictionPipeline(model)
+    pipeline.add_tracks([TrackedAgent(1, 0.0, 0.0, 0.0, 0.0, 10.0, 0.0)], 0.0)
 
     def broken_predict(*args, **kwargs):
         raise RuntimeError("injected")
 
     monkeypatch.setattr(model, "predict", broken_predict)
     with pytest.raises(RuntimeError, match="injected"):
-        forecast_agents(model, buffer)
+        pipeline.step()

@@ -14,8 +14,8 @@ import pytest
 from rclpy.parameter import Parameter
 
 from rap_planner.bench.e2e import highway_traffic
-from rap_planner.core.forecasting import forecast_agents
 from rap_planner.core.history import AgentHistoryBuffer
+from rap_planner.core.pipeline import PredictionPipeline
 from rap_planner.core.predictor.runtime import ForecastModel
 from rap_planner.core.types import EgoState, TrackedAgent
 from rap_planner.msg import RiskAwarePlan
@@ -37,20 +37,16 @@ def model() -> ForecastModel:
     return ForecastModel.default()
 
 
-def _buffer(model: ForecastModel) -> AgentHistoryBuffer:
-    return AgentHistoryBuffer(history_s=model.config.history_s, dt_s=model.config.dt_s, max_age_s=1.0, max_agents=64)
-
-
 def test_reused_id_restarts_the_track_instead_of_forecasting_a_teleport(model):
-    buffer = _buffer(model)
+    pipeline = PredictionPipeline(model)
     for k in range(16):
         agents = highway_traffic(8, 0.1 * k)
         if k == 15:  # the tracker hands agent 1's id to a car 500 m further on
             a = agents[0]
             agents[0] = TrackedAgent(a.agent_id, a.stamp_s, a.x_m + 500.0, 3.5, 0.0, 20.0, 0.0)
-        report = buffer.update(agents, 1000.0 + 0.1 * k)
+        report = pipeline.add_tracks(agents, 1000.0 + 0.1 * k)
     assert report.restarted_jump == 1 and "id reused" in report.problems[0]
-    forecast = {f.agent_id: f for f in forecast_agents(model, buffer, np.zeros(2)).agents}[1]
+    forecast = {f.agent_id: f for f in pipeline.step(np.zeros(2)).agents}[1]
     travelled = np.hypot(*(forecast.means_m[:, -1] - forecast.means_m[:, 0]).T)
     assert travelled.max() < 200.0, f"a 20 m/s car forecast to travel {travelled.max():.0f} m in 5 s"
 
@@ -77,12 +73,12 @@ def test_absurd_positions_and_speeds_are_rejected_as_bad_agents(model):
 def test_one_absurd_track_no_longer_spoils_every_forecast(model):
     """Before: one agent at 1e12 m moved the others' forecasts by ~600 m; at 1e30 m all became NaN."""
     def forecasts(extra):
-        buffer = _buffer(model)
+        pipeline = PredictionPipeline(model)
         for k in range(16):
             msg = tracked_agents_to_msg(highway_traffic(8, 0.1 * k), 1000.0 + 0.1 * k)
             msg.agents += extra
-            buffer.update(tracked_agents_from_msg(msg)[0], 1000.0 + 0.1 * k)
-        return {f.agent_id: f.means_m for f in forecast_agents(model, buffer, np.zeros(2)).agents}
+            pipeline.add_tracks(tracked_agents_from_msg(msg)[0], 1000.0 + 0.1 * k)
+        return {f.agent_id: f.means_m for f in pipeline.step(np.zeros(2)).agents}
 
     clean = forecasts([])
     for x in (1e12, 1e30, 1e300):
