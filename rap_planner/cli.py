@@ -139,14 +139,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         levels = [float(v) for v in args.risk_levels.split(",")]
         seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+        planners = tuple(p.strip() for p in args.planner.split(",") if p.strip())
         result = evaluate_closed_loop(args.scenario, seeds, levels, args.out, risk_measure=args.risk_measure,
                                       model_path=args.checkpoint, workers=args.workers,
-                                      biased_samples=args.biased_samples, num_scenarios=args.scenarios)
-        for level, row in result["per_risk_level"].items():
-            print(f"alpha={level}: collision rate {row['collision_rate']:.2f}, progress {row['progress_m']:.0f} m, "
-                  f"plan p95 {row['plan_p95_ms']:.0f} ms")
-        result = {**result, "per_risk_level": {lv: {k: row[k] for k in ("collision_rate", "progress_m")}
-                                               for lv, row in result["per_risk_level"].items()}}
+                                      biased_samples=args.biased_samples, num_scenarios=args.scenarios,
+                                      planners=planners)
+        keys = ("collision_rate", "at_fault_collision_rate", "progress_m", "goal_rate", "min_ttc_s", "off_lane_s")
+        print(f"{'planner':<10}" + "".join(f"{k:>25}" for k in keys))
+        for label, row in result["per_planner"].items():
+            print(f"{label:<10}" + "".join(f"{'-' if row[k] is None else format(row[k], '.3g'):>25}" for k in keys))
+        result = {**result, "per_planner": {label: {k: row[k] for k in keys}
+                                            for label, row in result["per_planner"].items()}}
     print(f"wrote {args.out}")
     if args.json:
         _print_json_last(result)
@@ -324,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="closed-loop: plan on this many RAP risk-biased weighted samples instead of unbiased draws")
     ev.add_argument("--scenarios", type=int, default=None, help="closed-loop: unbiased scenarios per plan")
     ev.add_argument("--workers", type=int, default=2, help="closed-loop: parallel processes")
+    ev.add_argument("--planner", default="rap,sumo,idm",
+                    help="closed-loop: comma list of rap (at each risk level), sumo (SUMO's driver as the ego), "
+                         "idm (IDM + MOBIL lane changes)")
     ev.add_argument("--out", default=None, help="output folder (default outputs/eval/<target>)")
     ev.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     ev.set_defaults(func=_cmd_eval)

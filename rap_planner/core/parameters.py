@@ -386,6 +386,16 @@ PLANNER = Schema("planner", (  # core config: PlannerConfig (core/planner.py)
     Param("refine_time_limit_s", 0.02, "Wall-time limit of the refinement solver; past it the sampled best is "
           "kept. Lock-step evaluation raises it so that outcomes do not depend on machine load.", 0.001, 10.0,
           unit="s", config_field="refine_time_limit_s"),
+    Param("safety_check", True, "RSS-style check after ranking: the lowest-risk candidate that keeps a safe "
+          "braking gap to its leaders is taken, else a controlled in-lane stop.", config_field="safety_check"),
+    Param("rss_response_time_s", 0.5, "RSS response time of the ego.", 0.0, 3.0, unit="s",
+          config_field="safety.response_time_s"),
+    Param("rss_ego_accel_mps2", 2.0, "RSS: the ego's largest acceleration during its response time.", 0.0, 10.0,
+          unit="m/s²", config_field="safety.ego_max_accel_mps2"),
+    Param("rss_ego_brake_mps2", 4.0, "RSS: the braking the ego commits to when a gap is short (its proper "
+          "response).", 0.5, 15.0, unit="m/s²", config_field="safety.ego_min_brake_mps2"),
+    Param("rss_leader_brake_mps2", 8.0, "RSS: the hardest a leader may brake.", 0.5, 15.0, unit="m/s²",
+          config_field="safety.leader_max_brake_mps2"),
     Param("seed", 0, "Seed of the scenario sampler.", 0, 2**31 - 1, unit="-", config_field="seed"),
     Param("frame_id", "map", "Planning frame (REP 105); inputs in other frames are rejected."),
     Param("ego_length_m", 4.5, "Ego footprint length.", 1.0, 20.0, unit="m"),

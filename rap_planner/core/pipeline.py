@@ -18,7 +18,7 @@ import numpy as np
 from rap_planner.core.array_types import FloatArray
 from rap_planner.core.biased.sampler import BiasedSampler
 from rap_planner.core.history import AgentHistoryBuffer, UpdateReport
-from rap_planner.core.parameters import PREDICTOR
+from rap_planner.core.parameters import PLANNER, PREDICTOR
 from rap_planner.core.planner import PlannerConfig, RiskAwarePlanner
 from rap_planner.core.predictor.runtime import ForecastModel
 from rap_planner.core.reference_path import ReferencePath
@@ -97,13 +97,23 @@ def plan_on_grid(plan: Plan, forecasts: ForecastSet) -> FloatArray:
     return np.stack([np.interp(times_s, plan_times_s, plan.states[:, i]) for i in (0, 1)], axis=1)
 
 
+def _planner_default_s(name: str) -> float:
+    value = PLANNER[name].default
+    if not isinstance(value, float):
+        raise TypeError(f"{name}: the schema gives {value!r}, not seconds")
+    return value
+
+
+_DEFAULT_ODOM_TIMEOUT_S = _planner_default_s("odom_timeout_s")
+
+
 class PlanningPipeline:
     """The planner on one reference path, with the odometry age check the node applies."""
 
-    def __init__(self, config: PlannerConfig, reference: ReferencePath, odom_timeout_s: float = 0.5) -> None:
+    def __init__(self, config: PlannerConfig, reference: ReferencePath, odom_timeout_s: float | None = None) -> None:
         self.planner = RiskAwarePlanner(config)
         self.reference = reference
-        self.odom_timeout_s = odom_timeout_s
+        self.odom_timeout_s = _DEFAULT_ODOM_TIMEOUT_S if odom_timeout_s is None else odom_timeout_s
         self._accel = AccelerationEstimator()
 
     @property

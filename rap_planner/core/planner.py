@@ -40,6 +40,7 @@ from rap_planner.core.refine import (
 )
 from rap_planner.core.relevance import relevant_agents
 from rap_planner.core.risk import RISK_MEASURES, RiskMeasure, ValueAtRisk, make_risk_measure, validate_risk_level
+from rap_planner.core.safety import RssCheck, RssParams, braking_accel, in_lane_stop, leader_tracks, safe_choice
 from rap_planner.core.scenarios import InvalidForecast, sample_scenarios, validate_forecasts
 from rap_planner.core.types import EgoState, FallbackReason, ForecastSet, Plan, PlanNote
 
@@ -50,7 +51,9 @@ NOTE_REASONS = {  # the human-readable detail of each note
     PlanNote.REFINEMENT_SKIPPED_BUDGET: "refinement skipped: cycle budget",
     PlanNote.REFINEMENT_SOLVER_FAILURE: "refinement skipped: solver failure",
     PlanNote.REFINEMENT_INFEASIBLE: "refinement rejected: infeasible",
+    PlanNote.SAFETY_OVERRIDE: "safety override: the lowest-risk candidate breaks the RSS gap; the best safe one taken",
 }
+SAFETY_STOP_REASON = "safety override: no candidate keeps the RSS gap; controlled in-lane stop"
 MAX_OFF_ROAD_M = 10.0  # an ego further than this beyond the drivable area is not driving on the reference
 _REFINE_MIN_GAIN = 1e-9  # a refinement must lower the risk by more than this to be kept
 _MAX_CACHED_REFINERS = 8
@@ -83,6 +86,8 @@ class PlannerConfig:
     refine_trust_region_mps2: float = 1.0
     cycle_budget_s: float = PLANNER.config_default("cycle_budget_s", float)  # skip refining when it would end later
     max_acceptable_risk: float = math.inf  # above this even the best candidate is refused (fallback)
+    safety_check: bool = PLANNER.config_default("safety_check", bool)  # RSS check after ranking (core.safety)
+    safety: RssParams = field(default_factory=RssParams)
     prune_agents: bool = True  # leave out agents no candidate can reach before sampling (see core.relevance)
     num_visualised: int = 16  # candidates returned in the Plan for visualisation
 
@@ -123,6 +128,7 @@ class PlannerConfig:
             raise ValueError("max_acceptable_risk must not be NaN")
         self.limits.validate()
         self.weights.validate()
+        self.safety.validate()
 
     @property
     def num_steps(self) -> int:
@@ -283,6 +289,7 @@ class RiskAwarePlanner:
         cands, model = candidates_and_cost(ego, reference, config)
         clock.lap("candidates")
         times_s = now_s + cands.times_s[1:]
+        every_agent = forecasts  # the safety layer's leaders need not be within the cost's reach
         if config.prune_agents:
             keep = relevant_agents(forecasts, cands, model, times_s)
             forecasts = dataclasses.replace(forecasts, agents=[a for a, k in zip(forecasts.agents, keep, strict=True)
@@ -303,21 +310,53 @@ class RiskAwarePlanner:
             return self.fallback_plan(ego, reference, now_s, FallbackReason.NO_ACCEPTABLE_CANDIDATE,
                                       f"no acceptable candidate (lowest risk "
                                       f"{risks[best]:.3g} > {config.max_acceptable_risk:.3g})")
-        choice, note = _Choice(cands.states(best), costs[best]), None
+        override, check = None, None
+        if config.safety_check:
+            check = self._rss_check(ego, every_agent, reference, cands, now_s, config)
+            safe = check.candidates(cands)
+            if not safe[best]:
+                override, alternative = PlanNote.SAFETY_OVERRIDE, safe_choice(safe, risks, cands)
+                if alternative is None:
+                    stop = self._in_lane_stop(ego, cands, model, tracks, reference, config)
+                    clock.lap("safety")
+                    return self._to_plan(stop, override, SAFETY_STOP_REASON, cands, risks, tracks, measure, config,
+                                         now_s, forecasts)
+                best = alternative
+        clock.lap("safety")
+        choice, note = _Choice(cands.states(best), costs[best]), override
         if config.refine and clock.elapsed_s() + max(self._refine_durations_s, default=0.0) > config.cycle_budget_s:
             note = PlanNote.REFINEMENT_SKIPPED_BUDGET  # anytime planning: the sampled best is a complete plan
             if self._refine_durations_s:  # forget the oldest, so a refinement is tried (and timed) again
                 self._refine_durations_s.popleft()
         elif config.refine:
             refine_start = time.perf_counter()
-            choice, note = self._refine(cands, best, model, tracks, measure, config, reference)
+            choice, note = self._refine(cands, best, model, tracks, measure, config, reference, check)
             self._refine_durations_s.append(time.perf_counter() - refine_start)
         clock.lap("refine")
-        return self._to_plan(choice, note, cands, risks, tracks, measure, config, now_s, forecasts)
+        note = override or note  # a refinement note says less than the override
+        return self._to_plan(choice, note, NOTE_REASONS[note] if note is not None else "", cands, risks, tracks,
+                             measure, config, now_s, forecasts)
+
+    def _rss_check(self, ego: EgoState, forecasts: ForecastSet, reference: ReferencePath, cands: Candidates,
+                   now_s: float, config: PlannerConfig) -> RssCheck:
+        """The safety layer's view of this cycle: every agent's modes as possible leaders (before pruning)."""
+        leaders = leader_tracks(forecasts, reference, now_s + cands.times_s, config.safety)
+        return RssCheck(leaders, reference, ego.length_m, ego.width_m, braking_accel(cands), config.safety)
+
+    def _in_lane_stop(self, ego: EgoState, cands: Candidates, model: CostModel, tracks: AgentTracks,
+                      reference: ReferencePath, config: PlannerConfig) -> _Choice:
+        """Hard braking to the nearest lane centre, costed like a candidate (no refinement: it is the last resort)."""
+        stop = in_lane_stop(cands, reference, ego_frenet(ego, reference)[2], config.limits)
+        dt = cands.dt_s
+        costs = (model.longitudinal_cost(stop.v_mps[0], stop.a_mps2[0], cands.ego_accel_mps2, dt)
+                 + model.lateral_cost(stop.d_m[0], stop.d_accel_mps2[0], dt)
+                 + model.interaction_direct(stop.s_m[0, 1:], stop.v_mps[0, 1:], stop.d_m[0, 1:], tracks, dt))
+        return _Choice(stop.states(0), costs)
 
     def _refine(self, cands: Candidates, best: int, model: CostModel, tracks: AgentTracks, measure: RiskMeasure,
-                config: PlannerConfig, reference: ReferencePath) -> tuple[_Choice, PlanNote | None]:
-        """The CVaR-refined candidate if it truly lowers the risk, else the sampled one (float64 both)."""
+                config: PlannerConfig, reference: ReferencePath, check: RssCheck | None
+                ) -> tuple[_Choice, PlanNote | None]:
+        """The CVaR-refined candidate if it truly lowers the risk (and passes ``check``), else the sampled one."""
         dt, steps = cands.dt_s, config.num_steps
         s, v, d = cands.s_m[best, 1:], cands.v_mps[best, 1:], cands.d_m[best, 1:]
         lateral = model.lateral_cost(cands.d_m[best], cands.d_accel_mps2[best], dt)
@@ -342,7 +381,7 @@ class RiskAwarePlanner:
                  + model.interaction_direct(refined.s_m[0, 1:], refined.v_mps[0, 1:], refined.d_m[0, 1:], tracks, dt))
         old = measure.risk(base_costs, tracks.weights, config.risk_level)
         new = measure.risk(costs, tracks.weights, config.risk_level)
-        if new < old - _REFINE_MIN_GAIN:
+        if new < old - _REFINE_MIN_GAIN and (check is None or bool(check.candidates(refined)[0])):
             return _Choice(refined.states(0), costs), None
         return sampled, None
 
@@ -367,7 +406,7 @@ class RiskAwarePlanner:
             self._refiners[key] = CvarRefiner(steps, scenarios, dt_s, weights, solver=solver)
         return self._refiners[key]
 
-    def _to_plan(self, choice: _Choice, note: PlanNote | None, cands: Candidates, risks: np.ndarray,
+    def _to_plan(self, choice: _Choice, note: PlanNote | None, reason: str, cands: Candidates, risks: np.ndarray,
                  tracks: AgentTracks, measure: RiskMeasure, config: PlannerConfig, now_s: float,
                  forecasts: ForecastSet) -> Plan:
         w, level = tracks.weights, config.risk_level
@@ -382,7 +421,7 @@ class RiskAwarePlanner:
             expected_cost=float(choice.costs @ w),
             value_at_risk=float(ValueAtRisk().risk(choice.costs, w, level)),
             note=note,
-            reason=NOTE_REASONS[note] if note is not None else "",
+            reason=reason,
             num_candidates=cands.num,
             num_scenarios=tracks.num_scenarios,
             num_agents=len(forecasts.agents),

@@ -100,11 +100,12 @@ class FallbackReason(Enum):
 
 
 class PlanNote(Enum):
-    """Why an ok plan is the sampled candidate rather than its CVaR refinement (RiskAwarePlan's NOTE_*)."""
+    """Why an ok plan is not simply the lowest-risk candidate, CVaR-refined (RiskAwarePlan's NOTE_*)."""
 
     REFINEMENT_SKIPPED_BUDGET = 1
     REFINEMENT_SOLVER_FAILURE = 2
     REFINEMENT_INFEASIBLE = 3
+    SAFETY_OVERRIDE = 4  # the lowest-risk candidate broke the RSS check (core.safety): a safe one or an in-lane stop
 
 
 @dataclass

@@ -19,10 +19,12 @@ from rap_planner.core.planner import PlannerConfig
 from rap_planner.core.predictor.runtime import ForecastModel
 from rap_planner.core.reference_path import ReferencePath
 from rap_planner.core.types import EgoState, TrackedAgent
+from rap_planner.sim.baselines import IdmMobilDriver, IdmParams
 from rap_planner.sim.episode import EpisodeRecorder, follow_plan, stop_line_agents
 from rap_planner.sim.world import SumoWorld, noisy_agents
 
 StepHook = Callable[[list[TrackedAgent], EgoState, float, StackOutput], None]
+BASELINES = ("sumo", "idm")  # SUMO's own driver as the ego; IDM + MOBIL on the tracked agents
 
 
 @dataclass(frozen=True)
@@ -68,5 +70,25 @@ def run_episode(loop: LoopConfig, planner_config: PlannerConfig, model: Forecast
             world.apply_ego_state(x, y, yaw, v)
             world.step()
             recorder.record(output.plan)
+            if world.done() or not world.ego_present or world.time_s >= loop.until_s - 1e-9:
+                return recorder
+
+
+def run_baseline_episode(loop: LoopConfig, baseline: str, desired_speed_mps: float) -> EpisodeRecorder:
+    """The same episode as ``run_episode`` (seed, traffic, scripted events, tracker noise) with a
+    baseline ego: ``sumo`` (SUMO's driver) or ``idm`` (``IdmMobilDriver`` at ``desired_speed_mps``)."""
+    if baseline not in BASELINES:
+        raise ValueError(f"unknown baseline {baseline!r}; known: {', '.join(BASELINES)}")
+    rng = np.random.default_rng(loop.seed)
+    with SumoWorld(loop.scenario, seed=loop.seed, step_s=loop.step_s, ego_controlled=baseline != "sumo") as world:
+        driver = (IdmMobilDriver(world.reference_path(), loop.step_s, IdmParams(desired_speed_mps=desired_speed_mps))
+                  if baseline == "idm" else None)
+        recorder = EpisodeRecorder(world, keep_frames=loop.keep_frames)
+        while True:
+            if driver is not None:
+                agents = noisy_agents(world.agents(), rng, loop.pos_noise_m, loop.vel_noise_mps, loop.dropout_prob)
+                world.apply_ego_state(*driver.step(world.ego(), agents + stop_line_agents(world)))
+            world.step()
+            recorder.record(None)
             if world.done() or not world.ego_present or world.time_s >= loop.until_s - 1e-9:
                 return recorder

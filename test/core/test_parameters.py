@@ -82,7 +82,7 @@ def _field(config: object, dotted: str) -> object:
 def test_every_config_field_is_a_field_of_the_planner_config_and_gets_the_value():
     config = PlannerConfig()
     fields = [p for p in PLANNER.params if p.config_field is not None]
-    assert len(fields) == 15
+    assert len(fields) == 20
     for param in fields:
         value = _another_value(param)
         assert PLANNER.problem({param.name: value}) is None
