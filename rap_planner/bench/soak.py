@@ -106,7 +106,9 @@ def run_soak(agents: int = 200, rate_hz: float = 20.0, minutes: float = 10.0, pr
             planned.add(stamp)
             latencies_ms.append(1e3 * (time.perf_counter() - t_pub))
             plan_status["ok" if msg.status == RiskAwarePlan.STATUS_OK else "fallback"] += 1
-            plan_status["unrefined"] += msg.note == RiskAwarePlan.NOTE_REFINEMENT_SKIPPED_BUDGET
+            # the safety layer's in-lane stop is never refined either
+            plan_status["unrefined"] += (msg.note == RiskAwarePlan.NOTE_REFINEMENT_SKIPPED_BUDGET
+                                         or msg.safety == RiskAwarePlan.SAFETY_IN_LANE_STOP)
 
     def on_prediction(data: bytes) -> None:
         stamp_s = round(_cdr_stamp_s(data), 6)

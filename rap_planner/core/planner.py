@@ -42,7 +42,7 @@ from rap_planner.core.relevance import relevant_agents
 from rap_planner.core.risk import RISK_MEASURES, RiskMeasure, ValueAtRisk, make_risk_measure, validate_risk_level
 from rap_planner.core.safety import RssCheck, RssParams, braking_accel, in_lane_stop, leader_tracks, safe_choice
 from rap_planner.core.scenarios import InvalidForecast, sample_scenarios, validate_forecasts
-from rap_planner.core.types import EgoState, FallbackReason, ForecastSet, Plan, PlanNote
+from rap_planner.core.types import EgoState, FallbackReason, ForecastSet, Plan, PlanNote, SafetyAction
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,12 @@ NOTE_REASONS = {  # the human-readable detail of each note
     PlanNote.REFINEMENT_SKIPPED_BUDGET: "refinement skipped: cycle budget",
     PlanNote.REFINEMENT_SOLVER_FAILURE: "refinement skipped: solver failure",
     PlanNote.REFINEMENT_INFEASIBLE: "refinement rejected: infeasible",
-    PlanNote.SAFETY_OVERRIDE: "safety override: the lowest-risk candidate breaks the RSS gap; the best safe one taken",
 }
-SAFETY_STOP_REASON = "safety override: no candidate keeps the RSS gap; controlled in-lane stop"
+SAFETY_REASONS = {
+    SafetyAction.SAFE_ALTERNATIVE: "safety override: the lowest-risk candidate breaks the RSS gap; the best safe one "
+                                   "taken",
+    SafetyAction.IN_LANE_STOP: "safety override: no candidate keeps the RSS gap; controlled in-lane stop",
+}
 MAX_OFF_ROAD_M = 10.0  # an ego further than this beyond the drivable area is not driving on the reference
 _REFINE_MIN_GAIN = 1e-9  # a refinement must lower the risk by more than this to be kept
 _MAX_CACHED_REFINERS = 8
@@ -315,15 +318,15 @@ class RiskAwarePlanner:
             check = self._rss_check(ego, every_agent, reference, cands, now_s, config)
             safe = check.candidates(cands)
             if not safe[best]:
-                override, alternative = PlanNote.SAFETY_OVERRIDE, safe_choice(safe, risks, cands)
+                alternative = safe_choice(safe, risks, cands)
                 if alternative is None:
                     stop = self._in_lane_stop(ego, cands, model, tracks, reference, config)
                     clock.lap("safety")
-                    return self._to_plan(stop, override, SAFETY_STOP_REASON, cands, risks, tracks, measure, config,
+                    return self._to_plan(stop, None, SafetyAction.IN_LANE_STOP, cands, risks, tracks, measure, config,
                                          now_s, forecasts)
-                best = alternative
+                override, best = SafetyAction.SAFE_ALTERNATIVE, alternative
         clock.lap("safety")
-        choice, note = _Choice(cands.states(best), costs[best]), override
+        choice, note = _Choice(cands.states(best), costs[best]), None
         if config.refine and clock.elapsed_s() + max(self._refine_durations_s, default=0.0) > config.cycle_budget_s:
             note = PlanNote.REFINEMENT_SKIPPED_BUDGET  # anytime planning: the sampled best is a complete plan
             if self._refine_durations_s:  # forget the oldest, so a refinement is tried (and timed) again
@@ -333,9 +336,7 @@ class RiskAwarePlanner:
             choice, note = self._refine(cands, best, model, tracks, measure, config, reference, check)
             self._refine_durations_s.append(time.perf_counter() - refine_start)
         clock.lap("refine")
-        note = override or note  # a refinement note says less than the override
-        return self._to_plan(choice, note, NOTE_REASONS[note] if note is not None else "", cands, risks, tracks,
-                             measure, config, now_s, forecasts)
+        return self._to_plan(choice, note, override, cands, risks, tracks, measure, config, now_s, forecasts)
 
     def _rss_check(self, ego: EgoState, forecasts: ForecastSet, reference: ReferencePath, cands: Candidates,
                    now_s: float, config: PlannerConfig) -> RssCheck:
@@ -406,7 +407,8 @@ class RiskAwarePlanner:
             self._refiners[key] = CvarRefiner(steps, scenarios, dt_s, weights, solver=solver)
         return self._refiners[key]
 
-    def _to_plan(self, choice: _Choice, note: PlanNote | None, reason: str, cands: Candidates, risks: np.ndarray,
+    def _to_plan(self, choice: _Choice, note: PlanNote | None, safety: SafetyAction | None, cands: Candidates,
+                 risks: np.ndarray,
                  tracks: AgentTracks, measure: RiskMeasure, config: PlannerConfig, now_s: float,
                  forecasts: ForecastSet) -> Plan:
         w, level = tracks.weights, config.risk_level
@@ -421,7 +423,9 @@ class RiskAwarePlanner:
             expected_cost=float(choice.costs @ w),
             value_at_risk=float(ValueAtRisk().risk(choice.costs, w, level)),
             note=note,
-            reason=reason,
+            safety=safety,
+            reason="; ".join(text for text in (SAFETY_REASONS.get(safety) if safety else None,
+                                               NOTE_REASONS.get(note) if note else None) if text),
             num_candidates=cands.num,
             num_scenarios=tracks.num_scenarios,
             num_agents=len(forecasts.agents),

@@ -100,12 +100,19 @@ class FallbackReason(Enum):
 
 
 class PlanNote(Enum):
-    """Why an ok plan is not simply the lowest-risk candidate, CVaR-refined (RiskAwarePlan's NOTE_*)."""
+    """Why an ok plan's CVaR refinement was not applied (RiskAwarePlan's NOTE_*)."""
 
     REFINEMENT_SKIPPED_BUDGET = 1
     REFINEMENT_SOLVER_FAILURE = 2
     REFINEMENT_INFEASIBLE = 3
-    SAFETY_OVERRIDE = 4  # the lowest-risk candidate broke the RSS check (core.safety): a safe one or an in-lane stop
+
+
+class SafetyAction(Enum):
+    """What the safety layer (core.safety) did when the lowest-risk candidate broke its check (RiskAwarePlan's
+    SAFETY_*)."""
+
+    SAFE_ALTERNATIVE = 1  # the lowest-risk candidate that passes
+    IN_LANE_STOP = 2  # none passed: hard braking to the nearest lane centre
 
 
 @dataclass
@@ -127,6 +134,7 @@ class Plan:
     value_at_risk: float = float("nan")
     fallback: FallbackReason | None = None
     note: PlanNote | None = None
+    safety: SafetyAction | None = None  # None: the ranking's choice stood
     reason: str = ""
     planning_time_s: float = 0.0
     num_candidates: int = 0

@@ -20,6 +20,7 @@ from rap_planner.core.types import (
     Plan,
     PlanNote,
     PlanStatus,
+    SafetyAction,
     TrackedAgent,
 )
 from rap_planner.core.validation import (
@@ -266,6 +267,8 @@ _FALLBACK_TO_MSG = {r: getattr(RiskAwarePlan, f"FALLBACK_{r.name}") for r in Fal
 _FALLBACK_FROM_MSG = {code: r for r, code in _FALLBACK_TO_MSG.items()}
 _NOTE_TO_MSG = {n: getattr(RiskAwarePlan, f"NOTE_{n.name}") for n in PlanNote}
 _NOTE_FROM_MSG = {code: n for n, code in _NOTE_TO_MSG.items()}
+_SAFETY_TO_MSG = {a: getattr(RiskAwarePlan, f"SAFETY_{a.name}") for a in SafetyAction}
+_SAFETY_FROM_MSG = {code: a for a, code in _SAFETY_TO_MSG.items()}
 
 
 def plan_to_msg(plan: Plan, frame_id: str = "map") -> RiskAwarePlan:
@@ -285,6 +288,7 @@ def plan_to_msg(plan: Plan, frame_id: str = "map") -> RiskAwarePlan:
     msg.status = _STATUS_TO_MSG[plan.status]
     msg.fallback_reason = _FALLBACK_TO_MSG[FallbackReason.UNSPECIFIED if plan.fallback is None else plan.fallback]
     msg.note = RiskAwarePlan.NOTE_NONE if plan.note is None else _NOTE_TO_MSG[plan.note]
+    msg.safety = RiskAwarePlan.SAFETY_NONE if plan.safety is None else _SAFETY_TO_MSG[plan.safety]
     msg.status_reason = plan.reason
     msg.planning_time = float(plan.planning_time_s)
     msg.num_candidates = int(plan.num_candidates)
@@ -297,7 +301,7 @@ def plan_to_msg(plan: Plan, frame_id: str = "map") -> RiskAwarePlan:
 
 def plan_from_msg(msg: RiskAwarePlan) -> Plan:
     """Never raises on codes: any status but ok is a fallback, an unknown fallback code UNSPECIFIED, an unknown note
-    none (``status_reason`` keeps the sender's detail)."""
+    or safety code none (``status_reason`` keeps the sender's detail)."""
     times = np.array([duration_to_s(p.time_from_start) for p in msg.points])
     fallback = (None if msg.status == _STATUS_TO_MSG[PlanStatus.OK]
                 else _FALLBACK_FROM_MSG.get(msg.fallback_reason, FallbackReason.UNSPECIFIED))
@@ -305,7 +309,7 @@ def plan_from_msg(msg: RiskAwarePlan) -> Plan:
     return Plan(stamp_s=stamp_to_s(msg.header.stamp), times_s=times, states=states, risk_measure=msg.risk_measure,
                 risk_level=msg.risk_level, risk=msg.risk, expected_cost=msg.expected_cost,
                 value_at_risk=msg.value_at_risk, fallback=fallback, note=_NOTE_FROM_MSG.get(msg.note),
-                reason=msg.status_reason,
+                safety=_SAFETY_FROM_MSG.get(msg.safety), reason=msg.status_reason,
                 planning_time_s=msg.planning_time, num_candidates=msg.num_candidates,
                 num_scenarios=msg.num_scenarios, num_agents=msg.num_agents,
                 prediction_stamp_s=stamp_to_s(msg.prediction_stamp) if msg.prediction_stamp != Time() else math.nan)

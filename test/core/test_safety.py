@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from rap_planner.core.candidates import ego_frenet
-from rap_planner.core.planner import SAFETY_STOP_REASON, PlannerConfig, RiskAwarePlanner, candidates_and_cost
+from rap_planner.core.planner import PlannerConfig, RiskAwarePlanner, candidates_and_cost
 from rap_planner.core.reference_path import ReferencePath
 from rap_planner.core.safety import RssCheck, RssParams, braking_accel, in_lane_stop, leader_tracks
 from rap_planner.core.scenes import didactic_scene
-from rap_planner.core.types import AgentForecast, EgoState, ForecastSet, PlanNote
+from rap_planner.core.types import AgentForecast, EgoState, ForecastSet, SafetyAction
 
 DT_S, STEPS = 0.2, 25
 TIMES_S = DT_S * np.arange(1, STEPS + 1)
@@ -54,7 +54,8 @@ def test_the_layer_brakes_where_risk_picks_accelerating_into_a_lane_change():
     unsafe, safe = plan_both(ego, forecasts, reference, target_speed_mps=30.0)
     assert unsafe.ok and unsafe.note is None
     assert unsafe.states[:10, 4].min() > 2.0 and unsafe.states[-1, 1] > LANE_M - 0.5  # accelerates, changes lane
-    assert safe.ok and safe.note is PlanNote.SAFETY_OVERRIDE and safe.reason.startswith("safety override")
+    assert safe.ok and safe.safety is SafetyAction.SAFE_ALTERNATIVE and safe.reason.startswith("safety override")
+    assert unsafe.safety is None
     assert safe.risk > unsafe.risk  # the override is not the lowest-risk candidate
     params = RssParams()
     in_leaders_lane = safe.states[:, 1] - 0.5 * ego.width_m < 0.5 * LANE_M
@@ -98,7 +99,7 @@ def test_when_nothing_passes_the_ego_stops_steering_to_the_lane_centre():
     ego = EgoState(0.0, 0.0, 1.0, 0.0, 15.0)
     agents = [car(1, reference, 100.0 + 18.0, 0.0, 0.0, 0.0), car(2, reference, 100.0 + 18.0, 0.0, 0.0, LANE_M)]
     plan = RiskAwarePlanner().plan(ego, ForecastSet(0.0, DT_S, STEPS, agents), reference, 0.0)
-    assert plan.ok and plan.note is PlanNote.SAFETY_OVERRIDE and plan.reason == SAFETY_STOP_REASON
+    assert plan.ok and plan.safety is SafetyAction.IN_LANE_STOP and "in-lane stop" in plan.reason
     y, v = plan.states[:, 1], plan.states[:, 3]
     assert abs(y[-1]) < 0.1 * abs(y[0])  # the nearest lane centre is the reference (y = 0), not the offset
     assert np.all(np.diff(np.abs(y)) <= 1e-9) and np.all(np.diff(v) <= 1e-9) and v[-1] == 0.0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message, serialize_message
 
-from rap_planner.core.types import FallbackReason, Plan, PlanNote, PlanStatus
+from rap_planner.core.types import FallbackReason, Plan, PlanNote, PlanStatus, SafetyAction
 from rap_planner.msg import RiskAwarePlan
 from rap_planner.ros.conversions import plan_from_msg, plan_to_msg
 
@@ -21,6 +21,7 @@ def _constants(prefix: str) -> dict[str, int]:
     (PlanStatus, "STATUS_", set()),
     (FallbackReason, "FALLBACK_", set()),
     (PlanNote, "NOTE_", {"NONE"}),  # a plan without a note is Plan.note None
+    (SafetyAction, "SAFETY_", {"NONE"}),  # the ranking's choice stood: Plan.safety None
 ])
 def test_enums_and_message_constants_have_the_same_names_and_values(enum, prefix, wire_only):
     """Bag evaluation decodes codes with the enums (no ROS there), so the values must agree too."""
@@ -50,6 +51,12 @@ def test_ok_plans_carry_their_note(note):
     assert msg.status == RiskAwarePlan.STATUS_OK and msg.fallback_reason == RiskAwarePlan.FALLBACK_UNSPECIFIED
     back = _over_the_wire(_plan(note=note))
     assert back.ok and back.status is PlanStatus.OK and back.fallback is None and back.note is note
+
+
+@pytest.mark.parametrize("safety", [*SafetyAction, None])
+def test_the_safety_action_survives_the_wire_beside_the_note(safety):
+    back = _over_the_wire(_plan(safety=safety, note=PlanNote.REFINEMENT_SKIPPED_BUDGET))
+    assert back.safety is safety and back.note is PlanNote.REFINEMENT_SKIPPED_BUDGET and back.ok
 
 
 @pytest.mark.parametrize(("status", "code", "expected"), [
