@@ -98,7 +98,7 @@ class _BagBuilder:
             header=self.header(stamp_s), points=[point], risk_measure="cvar", risk_level=0.9, risk=1.0 + stamp_s,
             expected_cost=0.5 + stamp_s, value_at_risk=1.0,
             status=plan_type.STATUS_FALLBACK if fallback else plan_type.STATUS_OK, fallback_reason=code,
-            note=plan_type.NOTE_NONE, status_reason=STALE if fallback else "",
+            note=plan_type.NOTE_NONE, safety=plan_type.SAFETY_NONE, status_reason=STALE if fallback else "",
             planning_time=planning_time_ms * 1e-3, num_candidates=10, num_scenarios=20, num_agents=2,
             prediction_stamp=self.header(stamp_s).stamp)
 
