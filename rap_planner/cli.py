@@ -27,16 +27,19 @@ def _cmd_param(args: argparse.Namespace) -> int:
     if args.node is None or args.name is None:
         print(f"param {args.action} needs a NODE and a NAME", file=sys.stderr)
         return 2
-    from rap_planner.ros.param_client import get_parameter, set_parameter
+    from rap_planner.ros.param_client import UnknownParameter, get_parameter, set_parameter
 
-    if args.action == "get":
-        value = get_parameter(args.node, args.name, timeout_s=args.timeout)
-        print(value)
-        return 0
-    if args.value is None:
+    if args.action == "set" and args.value is None:
         print("param set needs a VALUE", file=sys.stderr)
         return 2
-    ok, reason = set_parameter(args.node, args.name, args.value, timeout_s=args.timeout)
+    try:
+        if args.action == "get":
+            print(get_parameter(args.node, args.name, timeout_s=args.timeout))
+            return 0
+        ok, reason = set_parameter(args.node, args.name, args.value, timeout_s=args.timeout)
+    except (UnknownParameter, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print("Set parameter successful" if ok else f"Setting parameter failed: {reason}")
     return 0 if ok else 1
 

@@ -24,7 +24,7 @@ from rap_planner.core.scenes import didactic_scene
 from rap_planner.core.types import EgoState
 from rap_planner.msg import PredictionArray, RiskAwarePlan
 from rap_planner.ros.conversions import ego_to_odometry, forecast_set_to_msg, plan_from_msg
-from rap_planner.ros.param_client import get_parameter, set_parameter
+from rap_planner.ros.param_client import UnknownParameter, get_parameter, set_parameter
 
 SCENE_PARAMS = {  # the didactic scene's cost scale: an expected collision is cheaper than yielding
     "w_collision": 100.0, "w_ttc": 10.0, "speed_limit_mps": 10.0, "target_speed_mps": 10.0,
@@ -106,4 +106,13 @@ def test_cvar_yields_where_risk_neutral_goes_through_live_risk_level(rclpy_conte
     assert not ok and "risk_level" in reason
     ok, reason = set_parameter("/planner", "risk_measure", "banana")
     assert not ok and "one of" in reason
+    ok, reason = set_parameter("/planner", "risk_level", "true")  # a type error, said in words
+    assert not ok and reason == "risk_level takes a number, got True"
+    ok, reason = set_parameter("/planner", "risk_levle", "0.5")
+    assert not ok and "has no parameter 'risk_levle'" in reason
+    with pytest.raises(UnknownParameter, match="risk_levle"):
+        get_parameter("/planner", "risk_levle")
     assert get_parameter("/planner", "risk_level") == pytest.approx(0.9)
+    ok, reason = set_parameter("/planner", "w_lane", "2")  # an integer where a number is declared: fine
+    assert ok, reason
+    assert get_parameter("/planner", "w_lane") == 2.0
