@@ -171,13 +171,15 @@ def longitudinal_profiles(
 
 
 def _quintic(
-    d0: float, rate0: float, targets: FloatArray, durations: FloatArray, t: np.ndarray
+    d0: float, rate0: float, targets: FloatArray, durations: FloatArray, t: np.ndarray, acc0: float = 0.0
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Quintic moves from (d0, rate0, 0) to (target, 0, 0) within ``duration``, then hold.
+    """Quintic moves from (d0, rate0, acc0) to (target, 0, 0) within ``duration``, then hold.
 
-    d = d0 + (target - d0) b(u) + rate0 T g(u), u = t / T, with the smooth step
-    b = 10u^3 - 15u^4 + 6u^5 and g = u - 6u^3 + 8u^4 - 3u^5 (slope 1 at 0, flat at 1); both are C2 so
-    d, d-dot and d-ddot are continuous. Returns (d, d-dot, d-ddot), each (L, T + 1).
+    d = d0 + (target - d0) b(u) + rate0 T g(u) + acc0 T^2 h(u), u = t / T, with the smooth step
+    b = 10u^3 - 15u^4 + 6u^5, g = u - 6u^3 + 8u^4 - 3u^5 (slope 1 at 0, flat at 1) and
+    h = u^2/2 - 3u^3/2 + 3u^4/2 - u^5/2 (curvature 1 at 0, flat at 1); all are C2 so d, d-dot and d-ddot
+    are continuous. Starting from the current lateral accel (not zero) is what lets a re-planned move
+    keep slowing a sideways drift instead of restarting it. Returns (d, d-dot, d-ddot), each (L, T + 1).
     """
     tau = durations[:, None]
     u = np.clip(t[None, :] / tau, 0.0, 1.0)
@@ -185,13 +187,41 @@ def _quintic(
     d = d0 + delta * (10 * u**3 - 15 * u**4 + 6 * u**5) + rate0 * tau * (u - 6 * u**3 + 8 * u**4 - 3 * u**5)
     rate = delta * (30 * u**2 - 60 * u**3 + 30 * u**4) / tau + rate0 * (1 - 18 * u**2 + 32 * u**3 - 15 * u**4)
     acc = delta * (60 * u - 180 * u**2 + 120 * u**3) / tau**2 + rate0 * (-36 * u + 96 * u**2 - 60 * u**3) / tau
+    d = d + acc0 * tau**2 * (0.5 * u**2 - 1.5 * u**3 + 1.5 * u**4 - 0.5 * u**5)
+    rate = rate + acc0 * tau * (u - 4.5 * u**2 + 6 * u**3 - 2.5 * u**4)
+    acc = acc + acc0 * (1 - 9 * u + 18 * u**2 - 10 * u**3)
     return d, rate, acc
 
 
+@dataclass(frozen=True)
+class LaneCommitment:
+    """A lane change in progress: the lane centre it goes to and the time left to finish it.
+
+    Without it every cycle restarts the move with a full duration from where the car is, so the change
+    never ends and the lane nearest now decides the target (it flips at the midpoint).
+    """
+
+    target_offset_m: float
+    remaining_s: float
+
+
+_MIN_REMAINING_S = 1.0  # a late lane change still gets this long (the lateral limits decide if it is feasible)
+
+
 def lateral_profiles(
-    d0_m: float, d_rate0_mps: float, reference: ReferencePath, ego_half_width_m: float, config: CandidateConfig
+    d0_m: float,
+    d_rate0_mps: float,
+    reference: ReferencePath,
+    ego_half_width_m: float,
+    config: CandidateConfig,
+    commitment: LaneCommitment | None = None,
+    d_accel0_mps2: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(d, d-dot, d-ddot), each (L, T + 1); row 0 holds the current offset (braking in lane)."""
+    """(d, d-dot, d-ddot), each (L, T + 1); row 0 holds the current offset (braking in lane).
+
+    The moves start from the current lateral offset, speed and accel; with a ``commitment`` the moves
+    into its lane finish within the time left.
+    """
     t = np.arange(config.num_steps + 1) * config.dt_s
     lane = reference.lane_index(d0_m)
     reachable = reference.lane_offsets_m[
@@ -205,7 +235,11 @@ def lateral_profiles(
     durations = np.asarray(config.lane_change_durations_s, dtype=np.float64)
     grid_targets = np.repeat(targets, len(durations))
     grid_durations = np.tile(durations, len(targets))
-    d, rate, acc = _quintic(d0_m, d_rate0_mps, grid_targets, grid_durations, t)
+    if commitment is not None:  # moves into the committed lane end by its deadline (no Zeno restarts)
+        into = np.isclose(grid_targets, commitment.target_offset_m)
+        left_s = max(commitment.remaining_s, _MIN_REMAINING_S)
+        grid_durations = np.where(into, np.minimum(grid_durations, left_s), grid_durations)
+    d, rate, acc = _quintic(d0_m, d_rate0_mps, grid_targets, grid_durations, t, d_accel0_mps2)
     hold = np.full((1, len(t)), d0_m)
     zero = np.zeros((1, len(t)))
     return np.concatenate([hold, d]), np.concatenate([zero, rate]), np.concatenate([zero, acc])
@@ -241,7 +275,8 @@ def compose(
     """All feasible (lateral, longitudinal) pairs as Cartesian trajectories.
 
     ``lon`` = (s from 0, v, a) rows (M, T + 1), ``lat`` = (d, d-dot, d-ddot) rows (L, T + 1);
-    ``keep`` = (lateral row, longitudinal row) of a pair kept even if infeasible.
+    ``keep`` = (lateral row, longitudinal row) of a pair kept even if infeasible, the only pair of that
+    lateral row (holding an offset is for braking in lane: driving on holding it leaves the car between lanes).
     """
     lon_s, lon_v, lon_a = lon
     lat_d, lat_rate, lat_acc = lat
@@ -251,6 +286,7 @@ def compose(
     kappa = reference.curvature_at(s_abs)
     feasible = _feasible(lon_v[None], lon_a[None], lat_rate[:, None], lat_acc[:, None], kappa[None], limits)
     if keep is not None:
+        feasible[keep[0]] = False
         feasible[keep] = True
     lat_index, lon_index = np.nonzero(feasible)
     d_c = lat_d[lat_index]
@@ -299,11 +335,20 @@ def speed_cap(reference: ReferencePath, config: CandidateConfig) -> float:
     return min(config.limits.max_speed_mps, reference.speed_limit_mps, config.max_target_speed_mps)
 
 
-def plan_candidates(ego: EgoState, reference: ReferencePath, config: CandidateConfig) -> Candidates:
-    """The feasible candidate set for the ego's current state (braking in lane always included)."""
+def plan_candidates(
+    ego: EgoState,
+    reference: ReferencePath,
+    config: CandidateConfig,
+    commitment: LaneCommitment | None = None,
+    d_accel0_mps2: float = 0.0,
+) -> Candidates:
+    """The feasible candidate set for the ego's current state (braking in lane always included).
+
+    ``d_accel0_mps2``: the lateral accel the ego is in (the previous plan's; odometry does not give it).
+    """
     s0, d0, d_rate0 = ego_frenet(ego, reference)
     v0 = max(float(ego.v_mps), 0.0)
     a0 = float(np.clip(ego.a_mps2, -config.limits.max_decel_mps2, config.limits.max_accel_mps2))
     lon = longitudinal_profiles(v0, a0, speed_cap(reference, config), config)
-    lat = lateral_profiles(d0, d_rate0, reference, 0.5 * ego.width_m, config)
+    lat = lateral_profiles(d0, d_rate0, reference, 0.5 * ego.width_m, config, commitment, d_accel0_mps2)
     return compose(reference, s0, lon, lat, config.dt_s, config.limits, a0, keep=(0, len(lon[0]) - 1))

@@ -1,9 +1,10 @@
 """The risk-aware planner: candidates x scenarios -> costs -> risk -> best -> CVaR refinement -> Plan.
 
-Like a nuPlan planner it knows nothing of ROS: ``plan(ego, forecasts, reference, now_s)`` is a pure
-function of its inputs and its config (scenario draws are seeded per call, so equal inputs give
-equal plans). It never raises on bad inputs: stale, missing, non-finite or malformed inputs give a
-braking plan in the current lane with ``ok=False`` and the reason.
+Like a nuPlan planner it knows nothing of ROS: ``plan(ego, forecasts, reference, now_s)`` is a
+function of its inputs, its config and the lane change it has committed to (scenario draws are seeded
+per call, so equal inputs to a fresh planner give equal plans). It never raises on bad inputs: stale,
+missing, non-finite or malformed inputs give a braking plan in the current lane with ``ok=False`` and
+the reason.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from rap_planner.core.candidates import (
     CandidateConfig,
     Candidates,
+    LaneCommitment,
     VehicleLimits,
     compose,
     ego_frenet,
@@ -61,6 +63,9 @@ MAX_OFF_ROAD_M = 10.0  # an ego further than this beyond the drivable area is no
 _REFINE_MIN_GAIN = 1e-9  # a refinement must lower the risk by more than this to be kept
 _MAX_CACHED_REFINERS = 8
 _REFINE_DURATIONS_KEPT = 8  # the budget check expects the slowest of the last few refinements (each skip drops one)
+_LANE_CHANGE_DONE_M = 0.3  # a lane change is finished (the commitment released) this close to its lane centre
+_SETTLED_MPS = 0.3  # ... and moving sideways slower than this (not passing through it)
+_ARRIVED_M = 0.05  # a lateral profile has arrived when it is this close to where it ends
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ class PlannerConfig:
     accel_levels_mps2: tuple[float, ...] = (1.5, 4.0)
     resume_after_s: tuple[float, ...] = (2.5,)  # dip-and-resume variants of every speed profile
     lane_change_durations_s: tuple[float, ...] = (3.0, 5.0)
-    lateral_nudges_m: tuple[float, ...] = (-0.5, 0.0, 0.5)
+    lateral_nudges_m: tuple[float, ...] = (0.0,)  # off-centre nudges left the car between lanes
     max_lane_changes: int = 1
     limits: VehicleLimits = field(default_factory=VehicleLimits)
     weights: CostWeights = field(default_factory=CostWeights)
@@ -153,15 +158,20 @@ class PlannerConfig:
         )
 
 
-def candidates_and_cost(ego: EgoState, reference: ReferencePath, config: PlannerConfig
+def candidates_and_cost(ego: EgoState, reference: ReferencePath, config: PlannerConfig,
+                        commitment: LaneCommitment | None = None, d_accel0_mps2: float = 0.0
                         ) -> tuple[Candidates, CostModel]:
-    """The candidate set and cost model the planner scores for this ego (the biased sampler trains on them)."""
+    """The candidate set and cost model the planner scores for this ego (the biased sampler trains on them).
+
+    The target lane is the committed one during a lane change, else the nearest one; lateral moves start
+    from ``d_accel0_mps2``.
+    """
     target_speed = min(config.target_speed_mps if config.target_speed_mps is not None else math.inf,
                        reference.speed_limit_mps, config.limits.max_speed_mps)
-    cands = plan_candidates(ego, reference, config.candidate_config(target_speed))
+    cands = plan_candidates(ego, reference, config.candidate_config(target_speed), commitment, d_accel0_mps2)
     _, d0, _ = ego_frenet(ego, reference)
-    model = CostModel(reference, config.weights, target_speed, reference.nearest_lane_offset(d0),
-                      ego.length_m, ego.width_m)
+    target_offset = commitment.target_offset_m if commitment is not None else reference.nearest_lane_offset(d0)
+    model = CostModel(reference, config.weights, target_speed, target_offset, ego.length_m, ego.width_m)
     return cands, model
 
 
@@ -202,6 +212,10 @@ class RiskAwarePlanner:
         self._last_forecasts: ForecastSet | None = None
         self._last_ego: EgoState | None = None
         self._refine_durations_s: deque[float] = deque(maxlen=_REFINE_DURATIONS_KEPT)
+        self._lane_target_m: float | None = None  # the lane centre of the lane change in progress
+        self._lane_deadline_s = 0.0  # when that lane change should be finished
+        self._lateral: tuple[float, np.ndarray, np.ndarray] | None = None  # last plan's (stamp, times, d-ddot)
+        self._lateral_reference: ReferencePath | None = None  # the path the two above are on
         self._prepare(config)
         self.config = config
 
@@ -285,11 +299,15 @@ class RiskAwarePlanner:
     def _plan(self, ego: EgoState, forecasts: ForecastSet, reference: ReferencePath, now_s: float,
               config: PlannerConfig) -> Plan:
         clock = _Clock(self.last_timings_s)
-        _, d0, _ = ego_frenet(ego, reference)
+        _, d0, d_rate0 = ego_frenet(ego, reference)
         if not -reference.road_right_m - MAX_OFF_ROAD_M <= d0 <= reference.road_left_m + MAX_OFF_ROAD_M:
             return self.fallback_plan(ego, reference, now_s, FallbackReason.OFF_ROAD, f"ego {d0:+.1f} m beside "
                                       "the reference path: not on this road (wrong frame or reference?)")
-        cands, model = candidates_and_cost(ego, reference, config)
+        if reference is not self._lateral_reference:  # a new path: nothing carries over
+            self._lane_target_m, self._lateral, self._lateral_reference = None, None, reference
+        commitment = self._commitment(d0, d_rate0, reference, now_s)
+        cands, model = candidates_and_cost(ego, reference, config, commitment, self._lateral_accel(now_s))
+        self._lateral = None
         clock.lap("candidates")
         times_s = now_s + cands.times_s[1:]
         every_agent = forecasts  # the safety layer's leaders need not be within the cost's reach
@@ -320,11 +338,14 @@ class RiskAwarePlanner:
             if not safe[best]:
                 alternative = safe_choice(safe, risks, cands)
                 if alternative is None:
+                    self._lane_target_m = None  # the stop steers to the nearest lane centre
                     stop = self._in_lane_stop(ego, cands, model, tracks, reference, config)
                     clock.lap("safety")
                     return self._to_plan(stop, None, SafetyAction.IN_LANE_STOP, cands, risks, tracks, measure, config,
                                          now_s, forecasts)
                 override, best = SafetyAction.SAFE_ALTERNATIVE, alternative
+        self._commit(cands, best, d0, reference, now_s)
+        self._lateral = (now_s, cands.times_s, cands.d_accel_mps2[best])
         clock.lap("safety")
         choice, note = _Choice(cands.states(best), costs[best]), None
         if config.refine and clock.elapsed_s() + max(self._refine_durations_s, default=0.0) > config.cycle_budget_s:
@@ -337,6 +358,39 @@ class RiskAwarePlanner:
             self._refine_durations_s.append(time.perf_counter() - refine_start)
         clock.lap("refine")
         return self._to_plan(choice, note, override, cands, risks, tracks, measure, config, now_s, forecasts)
+
+    def _lateral_accel(self, now_s: float) -> float:
+        """The lateral accel the last plan has now (0 without one): moves continue it rather than restart."""
+        if self._lateral is None:
+            return 0.0
+        stamp, times, d_accel = self._lateral
+        age = now_s - stamp
+        return float(np.interp(age, times, d_accel)) if 0.0 <= age <= times[-1] else 0.0
+
+    def _commitment(self, d0_m: float, d_rate0_mps: float, reference: ReferencePath, now_s: float
+                    ) -> LaneCommitment | None:
+        """The lane change in progress, or None once it is finished (or its lane is not on this reference)."""
+        target = self._lane_target_m
+        if target is None:
+            return None
+        settled = abs(d0_m - target) < _LANE_CHANGE_DONE_M and abs(d_rate0_mps) < _SETTLED_MPS
+        if settled or not np.any(np.isclose(reference.lane_offsets_m, target)):
+            self._lane_target_m = None
+            return None
+        return LaneCommitment(target, self._lane_deadline_s - now_s)
+
+    def _commit(self, cands: Candidates, best: int, d0_m: float, reference: ReferencePath, now_s: float) -> None:
+        """Commit to the lane the chosen candidate ends in when it leaves the current lane (hysteresis:
+        the commitment then sets the target lane until the change is done or a new choice leaves it)."""
+        d = cands.d_m[best]
+        end = reference.nearest_lane_offset(float(d[-1]))
+        if end == self._lane_target_m:
+            return
+        if end == reference.nearest_lane_offset(d0_m):
+            self._lane_target_m = None
+            return
+        arrival = int(np.argmax(np.abs(d - d[-1]) < _ARRIVED_M))
+        self._lane_target_m, self._lane_deadline_s = end, now_s + float(cands.times_s[arrival])
 
     def _rss_check(self, ego: EgoState, forecasts: ForecastSet, reference: ReferencePath, cands: Candidates,
                    now_s: float, config: PlannerConfig) -> RssCheck:

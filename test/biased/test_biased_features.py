@@ -90,7 +90,7 @@ def test_selected_candidate_costs_equal_the_full_evaluation():
 def test_keep_speed_candidate_holds_lane_and_speed():
     problem = didactic_problem()
     c = problem.keep_speed_candidate()
-    assert problem.candidates.lateral_index[c] == 0
+    np.testing.assert_allclose(problem.candidates.d_m[c], problem.candidates.d_m[c, 0], atol=1e-6)
     np.testing.assert_allclose(problem.candidates.v_mps[c], problem.ego.v_mps, atol=1e-6)
     plan = problem.plan_xy(c)
     assert plan.shape == (problem.forecasts.num_steps, 2)

@@ -3,7 +3,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from rap_planner.core.candidates import CandidateConfig, VehicleLimits, integrate_accel, plan_candidates
+from rap_planner.core.candidates import (
+    CandidateConfig,
+    LaneCommitment,
+    VehicleLimits,
+    integrate_accel,
+    lateral_profiles,
+    plan_candidates,
+)
 from rap_planner.core.reference_path import ReferencePath
 from rap_planner.core.types import EgoState
 
@@ -81,6 +88,18 @@ def test_lane_changes_are_limited_to_the_neighbouring_lanes():
     road = ReferencePath.straight(length_m=600.0, lanes=5, speed_limit_mps=25.0)
     cands = plan_candidates(ego_at(lane=0), road, CandidateConfig())
     assert cands.d_m[:, -1].max() < 3.5 + 1.0
+
+
+def test_a_committed_lane_change_finishes_within_the_time_left(road):
+    # Halfway into a change from lane 1 (3.5 m) to lane 2 (7 m), moving left at 1 m/s, 1.6 s left.
+    plain = lateral_profiles(5.2, 1.0, road, 0.9, CandidateConfig())[0]
+    d, rate, _ = lateral_profiles(5.2, 1.0, road, 0.9, CandidateConfig(), LaneCommitment(7.0, 1.6))
+    into = np.isclose(d[:, -1], 7.0)
+    assert into.sum() >= 2
+    np.testing.assert_allclose(d[into, 8:], 7.0, atol=1e-9)  # arrived at 1.6 s
+    np.testing.assert_allclose(rate[1:, 0], 1.0)  # every move (row 0 holds) continues the lateral motion
+    np.testing.assert_allclose(d[~into], plain[~into])  # other lanes (an abort) are offered as before
+    assert np.all(np.abs(plain[into, 8] - 7.0) > 0.1)  # without the commitment they are still on the way
 
 
 def test_integrate_accel_stops_instead_of_reversing():

@@ -115,7 +115,8 @@ class RiskProblem:
     def keep_speed_candidate(self) -> int:
         """The candidate that holds the lane and stays closest to the current speed (the risk-neutral habit)."""
         c = self.candidates
-        hold = np.flatnonzero(c.lateral_index == 0)
+        lane_m = self.reference.nearest_lane_offset(float(c.d_m[0, 0]))
+        hold = np.flatnonzero(np.abs(c.d_m[:, -1] - lane_m) < 1e-6)  # ends on the nearest lane centre
         gap = np.abs(c.v_mps[hold] - self.ego.v_mps).sum(axis=1)
         return int(hold[np.argmin(gap)])
 
